@@ -1,0 +1,69 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Warnings are errors in every target of ours: the code base stays warning-free.
+let strict: [SwiftSetting] = [
+    .unsafeFlags(["-warnings-as-errors"]),
+]
+
+let package = Package(
+    name: "iamport-proxy",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "iamport-proxy", targets: ["iamport-proxy"]),
+        .executable(name: "fake-iamport", targets: ["fake-iamport"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+    ],
+    targets: [
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .target(name: "HTTP1", swiftSettings: strict),
+        .target(name: "CSystem"),
+        .target(name: "EventLoops", dependencies: ["CSystem"], swiftSettings: strict),
+        .target(name: "Server", dependencies: ["HTTP1", "EventLoops", "CSystem"], swiftSettings: strict),
+        .target(name: "Upstream", dependencies: ["CCurl", "HTTP1", "EventLoops"], swiftSettings: strict),
+        .target(name: "Iamport", dependencies: ["Upstream", "HTTP1", "EventLoops"], swiftSettings: strict),
+        .target(
+            name: "Proxy",
+            dependencies: [
+                "Server", "Upstream", "Iamport", "HTTP1", "EventLoops",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "iamport-proxy",
+            dependencies: [
+                "Proxy", "Server", "Upstream", "Iamport", "EventLoops", "HTTP1",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(name: "FakeIamport", dependencies: ["Server", "HTTP1", "EventLoops"], swiftSettings: strict),
+        .executableTarget(
+            name: "fake-iamport",
+            dependencies: ["FakeIamport", "Server", "EventLoops", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: strict),
+        .testTarget(name: "IamportTests", dependencies: ["Iamport", "EventLoops"], swiftSettings: strict),
+        .testTarget(
+            name: "ProxyTests",
+            dependencies: ["Proxy", "Server", "HTTP1", "FakeIamport", "Iamport", "Upstream", "EventLoops"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["FakeIamport", "Server", "HTTP1", "EventLoops"],
+            swiftSettings: strict
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

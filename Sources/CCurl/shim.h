@@ -1,0 +1,62 @@
+#ifndef IAMPORT_PROXY_CCURL_SHIM_H
+#define IAMPORT_PROXY_CCURL_SHIM_H
+
+// Swift cannot call C variadic functions, so each curl_easy_setopt /
+// curl_easy_getinfo / curl_multi_setopt use gets a typed wrapper named for the
+// type of its argument.
+
+#include <curl/curl.h>
+
+static inline CURLcode ccurl_easy_setopt_long(CURL *h, CURLoption o, long v) {
+    return curl_easy_setopt(h, o, v);
+}
+static inline CURLcode ccurl_easy_setopt_string(CURL *h, CURLoption o, const char *v) {
+    return curl_easy_setopt(h, o, v);
+}
+static inline CURLcode ccurl_easy_setopt_pointer(CURL *h, CURLoption o, void *v) {
+    return curl_easy_setopt(h, o, v);
+}
+static inline CURLcode ccurl_easy_setopt_off_t(CURL *h, CURLoption o, curl_off_t v) {
+    return curl_easy_setopt(h, o, v);
+}
+static inline CURLcode ccurl_easy_setopt_slist(CURL *h, CURLoption o, struct curl_slist *v) {
+    return curl_easy_setopt(h, o, v);
+}
+
+typedef size_t (*ccurl_data_callback)(char *ptr, size_t size, size_t nmemb, void *userdata);
+static inline CURLcode ccurl_easy_setopt_data_callback(CURL *h, CURLoption o, ccurl_data_callback f) {
+    return curl_easy_setopt(h, o, f);
+}
+
+static inline CURLcode ccurl_easy_getinfo_long(CURL *h, CURLINFO i, long *v) {
+    return curl_easy_getinfo(h, i, v);
+}
+static inline CURLcode ccurl_easy_getinfo_pointer(CURL *h, CURLINFO i, void **v) {
+    return curl_easy_getinfo(h, i, v);
+}
+static inline CURLcode ccurl_easy_getinfo_double(CURL *h, CURLINFO i, double *v) {
+    return curl_easy_getinfo(h, i, v);
+}
+
+typedef int (*ccurl_socket_callback)(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp);
+typedef int (*ccurl_timer_callback)(CURLM *multi, long timeout_ms, void *userp);
+
+static inline CURLMcode ccurl_multi_setopt_long(CURLM *m, CURLMoption o, long v) {
+    return curl_multi_setopt(m, o, v);
+}
+static inline CURLMcode ccurl_multi_setopt_pointer(CURLM *m, CURLMoption o, void *v) {
+    return curl_multi_setopt(m, o, v);
+}
+static inline CURLMcode ccurl_multi_setopt_socket_callback(CURLM *m, ccurl_socket_callback f) {
+    return curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, f);
+}
+static inline CURLMcode ccurl_multi_setopt_timer_callback(CURLM *m, ccurl_timer_callback f) {
+    return curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, f);
+}
+
+// CURLMsg carries a union; these read its fields without Swift touching it.
+static inline CURLMSG ccurl_msg_kind(const CURLMsg *m) { return m->msg; }
+static inline CURL *ccurl_msg_easy(const CURLMsg *m) { return m->easy_handle; }
+static inline CURLcode ccurl_msg_result(const CURLMsg *m) { return m->data.result; }
+
+#endif

@@ -1,0 +1,204 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSystem
+import Synchronization
+
+/// Something registered with an event loop for readiness of one descriptor.
+public protocol EventHandler: AnyObject {
+    /// Called on the loop's thread with the epoll event bits.
+    func handleEvent(_ events: UInt32)
+    /// Called about once a second with the loop's time, for timeouts.
+    func checkDeadline(now: UInt64)
+}
+
+extension EventHandler {
+    public func checkDeadline(now: UInt64) {}
+}
+
+/// A thread running epoll, in the manner of SwiftNIO's EventLoop: every
+/// descriptor registered here, and all state of the objects handling them, is
+/// touched only on this thread. Other threads reach it through `execute`,
+/// which queues a task and wakes the loop through an eventfd.
+///
+/// `@unchecked Sendable`: everything but `pending`, `wakeFD` and `thread` is
+/// confined to the loop's own thread (checked by `assertInLoop`).
+public final class EventLoop: @unchecked Sendable {
+    public let index: Int
+    private let epfd: Int32
+    private let wakeFD: Int32
+    private var handlers: [EventHandler?] = []
+    private var timers = TimerHeap()
+    private let pending = Mutex<[@Sendable () -> Void]>([])
+    private let wakePending = Atomic<Bool>(false)
+    private var thread: pthread_t?
+    private let stopped = Atomic<Bool>(false)
+    private var iterationHooks: [() -> Void] = []
+    /// The monotonic time at the start of the current iteration.
+    public private(set) var now: UInt64 = MonotonicClock.now()
+
+    public static let readable = csystem_epollin
+    public static let writable = csystem_epollout
+    public static let hangup = csystem_epollhup | csystem_epollrdhup
+    public static let error = csystem_epollerr
+    public static let edgeTriggered = csystem_epollet
+
+    public init(index: Int) throws(SystemError) {
+        self.index = index
+        epfd = try syscall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+        wakeFD = try syscall("eventfd") { eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)) }
+        var ev = epoll_event(events: Self.readable, data: epoll_data_t(fd: wakeFD))
+        _ = try syscall("epoll_ctl") { epoll_ctl(epfd, EPOLL_CTL_ADD, wakeFD, &ev) }
+    }
+
+    deinit {
+        close(wakeFD)
+        close(epfd)
+    }
+
+    /// Starts the loop's thread.
+    public func start() {
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var tid = pthread_t()
+        let rc = pthread_create(&tid, nil, { arg in
+            let loop = Unmanaged<EventLoop>.fromOpaque(arg!).takeRetainedValue()
+            loop.run()
+            return nil
+        }, box)
+        precondition(rc == 0, "pthread_create failed: \(rc)")
+        thread = tid
+    }
+
+    /// Stops the loop after the current iteration and waits for its thread.
+    public func stopAndJoin() {
+        stopped.store(true, ordering: .releasing)
+        wake()
+        if let thread { pthread_join(thread, nil) }
+        thread = nil
+    }
+
+    public var inLoop: Bool {
+        guard let thread else { return false }
+        return pthread_equal(pthread_self(), thread) != 0
+    }
+
+    @inline(__always)
+    public func assertInLoop(file: StaticString = #fileID, line: UInt = #line) {
+        assert(inLoop, "not on event loop \(index)", file: file, line: line)
+    }
+
+    /// Runs `task` on the loop's thread, soon. Safe from any thread.
+    public func execute(_ task: @escaping @Sendable () -> Void) {
+        pending.withLock { $0.append(task) }
+        if !wakePending.exchange(true, ordering: .acquiringAndReleasing) { wake() }
+    }
+
+    private func wake() {
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+    }
+
+    // MARK: - Descriptors (on the loop only)
+
+    public func register(_ fd: Int32, events: UInt32, handler: EventHandler) throws(SystemError) {
+        assertInLoop()
+        var ev = epoll_event(events: events, data: epoll_data_t(fd: fd))
+        _ = try syscall("epoll_ctl(ADD)") { epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) }
+        let slot = Int(fd)
+        if slot >= handlers.count { handlers.append(contentsOf: repeatElement(nil, count: slot + 1 - handlers.count + 64)) }
+        handlers[slot] = handler
+    }
+
+    public func modify(_ fd: Int32, events: UInt32) {
+        assertInLoop()
+        var ev = epoll_event(events: events, data: epoll_data_t(fd: fd))
+        _ = epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev)
+    }
+
+    /// Removes `fd` from the loop. The caller closes it afterwards.
+    public func unregister(_ fd: Int32) {
+        assertInLoop()
+        _ = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil)
+        if Int(fd) < handlers.count { handlers[Int(fd)] = nil }
+    }
+
+    /// Every registered handler, for sweeps such as timeouts and shutdown.
+    public func forEachHandler(_ body: (EventHandler) -> Void) {
+        assertInLoop()
+        for case let handler? in handlers { body(handler) }
+    }
+
+    // MARK: - Timers (on the loop only)
+
+    public struct TimerID: Sendable, Hashable { let raw: UInt64 }
+
+    @discardableResult
+    public func schedule(at deadline: UInt64, _ task: @escaping () -> Void) -> TimerID {
+        assertInLoop()
+        return TimerID(raw: timers.schedule(at: deadline, task))
+    }
+
+    @discardableResult
+    public func schedule(afterMilliseconds ms: Int, _ task: @escaping () -> Void) -> TimerID {
+        schedule(at: MonotonicClock.now() &+ UInt64(max(0, ms)) &* 1_000_000, task)
+    }
+
+    public func cancel(_ timer: TimerID) {
+        assertInLoop()
+        timers.cancel(timer.raw)
+    }
+
+    /// Work to run at the end of every iteration (batching writes such as logs).
+    public func addIterationHook(_ hook: @escaping () -> Void) {
+        assertInLoop()
+        iterationHooks.append(hook)
+    }
+
+    // MARK: - The loop
+
+    private func run() {
+        var events = [epoll_event](repeating: epoll_event(), count: 256)
+        while !stopped.load(ordering: .acquiring) {
+            var timeout: Int32 = -1
+            if let deadline = timers.nextDeadline() {
+                let current = MonotonicClock.now()
+                timeout = deadline <= current ? 0 : Int32(min((deadline - current + 999_999) / 1_000_000, 60_000))
+            }
+            let count = events.withUnsafeMutableBufferPointer { buf in
+                epoll_wait(epfd, buf.baseAddress, Int32(buf.count), timeout)
+            }
+            now = MonotonicClock.now()
+            if count > 0 {
+                for i in 0..<Int(count) {
+                    let ev = events[i]
+                    let fd = ev.data.fd
+                    if fd == wakeFD {
+                        var value: UInt64 = 0
+                        _ = read(wakeFD, &value, 8)
+                        continue
+                    }
+                    if Int(fd) < handlers.count, let handler = handlers[Int(fd)] {
+                        handler.handleEvent(ev.events)
+                    }
+                }
+            }
+            runPending()
+            if !timers.isEmpty {
+                for task in timers.popDue(now: MonotonicClock.now()) { task() }
+            }
+            for hook in iterationHooks { hook() }
+        }
+        runPending()
+    }
+
+    private func runPending() {
+        wakePending.store(false, ordering: .releasing)
+        let tasks = pending.withLock { tasks -> [@Sendable () -> Void] in
+            if tasks.isEmpty { return [] }
+            let taken = tasks
+            tasks.removeAll(keepingCapacity: true)
+            return taken
+        }
+        for task in tasks { task() }
+    }
+}

@@ -1,0 +1,40 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failed system call: its name and errno.
+public struct SystemError: Error, CustomStringConvertible, Sendable {
+    public let call: String
+    public let errno: Int32
+
+    public init(_ call: String, errno: Int32 = Glibc.errno) {
+        self.call = call
+        self.errno = errno
+    }
+
+    public var description: String {
+        "\(call) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+    }
+}
+
+/// Runs a system call, retrying EINTR; -1 becomes a thrown SystemError.
+@inline(__always)
+public func syscall<T: BinaryInteger>(_ name: String, _ body: () -> T) throws(SystemError) -> T {
+    while true {
+        let result = body()
+        if result >= 0 { return result }
+        let code = errno
+        if code == EINTR { continue }
+        throw SystemError(name, errno: code)
+    }
+}
+
+public enum MonotonicClock {
+    /// Nanoseconds on CLOCK_MONOTONIC, which never jumps with the wall clock.
+    @inline(__always)
+    public static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+}

@@ -1,0 +1,87 @@
+/// Byte constants and character classes of RFC 9110 / 9112, as tables so the
+/// parser checks a byte with one load.
+public enum ASCII {
+    public static let cr: UInt8 = 0x0D
+    public static let lf: UInt8 = 0x0A
+    public static let space: UInt8 = 0x20
+    public static let tab: UInt8 = 0x09
+    public static let colon: UInt8 = 0x3A
+    public static let comma: UInt8 = 0x2C
+    public static let semicolon: UInt8 = 0x3B
+    public static let slash: UInt8 = 0x2F
+    public static let question: UInt8 = 0x3F
+    public static let percent: UInt8 = 0x25
+    public static let dot: UInt8 = 0x2E
+    public static let equals: UInt8 = 0x3D
+    public static let ampersand: UInt8 = 0x26
+    public static let hash: UInt8 = 0x23
+    public static let backslash: UInt8 = 0x5C
+
+    /// `tchar` of RFC 9110 §5.6.2: the bytes of a token (method, header name).
+    public static let isTokenChar: [Bool] = {
+        var table = [Bool](repeating: false, count: 256)
+        for b in UInt8(ascii: "0")...UInt8(ascii: "9") { table[Int(b)] = true }
+        for b in UInt8(ascii: "a")...UInt8(ascii: "z") { table[Int(b)] = true }
+        for b in UInt8(ascii: "A")...UInt8(ascii: "Z") { table[Int(b)] = true }
+        for c in "!#$%&'*+-.^_`|~".utf8 { table[Int(c)] = true }
+        return table
+    }()
+
+    /// Bytes allowed in a field value: HTAB, SP, VCHAR and obs-text; never CTLs or DEL.
+    public static let isFieldValueChar: [Bool] = {
+        var table = [Bool](repeating: false, count: 256)
+        table[0x09] = true
+        for b in 0x20...0x7E { table[b] = true }
+        for b in 0x80...0xFF { table[b] = true }
+        return table
+    }()
+
+    /// Bytes allowed in a request-target: visible ASCII only.
+    public static let isTargetChar: [Bool] = {
+        var table = [Bool](repeating: false, count: 256)
+        for b in 0x21...0x7E { table[b] = true }
+        return table
+    }()
+
+    @inlinable
+    public static func hexValue(_ b: UInt8) -> UInt8? {
+        switch b {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return b &- UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return b &- UInt8(ascii: "a") &+ 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return b &- UInt8(ascii: "A") &+ 10
+        default: return nil
+        }
+    }
+
+    @inlinable
+    public static func isOWS(_ b: UInt8) -> Bool { b == space || b == tab }
+
+    /// Lower-case ASCII letters only.
+    @inlinable
+    public static func lower(_ b: UInt8) -> UInt8 {
+        (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b
+    }
+}
+
+extension Collection where Element == UInt8 {
+    /// Case-insensitive ASCII comparison with a lower-case literal.
+    @inlinable
+    public func equalsLowercased(_ literal: StaticString) -> Bool {
+        guard count == literal.utf8CodeUnitCount else { return false }
+        return literal.withUTF8Buffer { lit in
+            var i = 0
+            for b in self {
+                if ASCII.lower(b) != lit[i] { return false }
+                i += 1
+            }
+            return true
+        }
+    }
+
+    /// Case-insensitive ASCII comparison of two byte sequences.
+    @inlinable
+    public func equalsIgnoringCase<Other: Collection>(_ other: Other) -> Bool where Other.Element == UInt8 {
+        guard count == other.count else { return false }
+        return zip(self, other).allSatisfy { ASCII.lower($0) == ASCII.lower($1) }
+    }
+}

@@ -1,0 +1,317 @@
+/// Incremental request-head parser.
+///
+/// Bytes arrive in pieces; `parse` is called with everything buffered so far
+/// for the current request. It remembers how far it has scanned for the end
+/// of the head, so the total work stays linear however the bytes are split.
+/// Line ends are checked during that scan (bare CR or LF fail at once, not
+/// after a timeout), and the complete head is then parsed in one pass.
+public struct HeadParser: Sendable {
+    public enum Outcome: Sendable {
+        case incomplete
+        /// `consumed` counts the head and any empty lines before it.
+        case complete(RequestHead, consumed: Int)
+        case failure(HTTPError)
+    }
+
+    public var limits: Limits
+    private var scanned = 0
+    private var start = 0
+    private var requestLineEnd: Int?
+
+    public init(limits: Limits) {
+        self.limits = limits
+    }
+
+    /// Forget the progress of the previous head; call after each complete one.
+    public mutating func reset() {
+        scanned = 0
+        start = 0
+        requestLineEnd = nil
+    }
+
+    public mutating func parse(_ buffer: UnsafeRawBufferPointer) -> Outcome {
+        let n = buffer.count
+        // RFC 9112 §2.2: ignore at least one empty line before the request line.
+        if scanned == 0 {
+            var s = start
+            while s + 1 < n, buffer[s] == ASCII.cr, buffer[s + 1] == ASCII.lf {
+                s += 2
+                if s > 8 { return .failure(.badRequest("empty lines before the request line")) }
+            }
+            if s < n, buffer[s] == ASCII.lf { return .failure(.badRequest("bare LF line end")) }
+            if s + 1 >= n && s < n && buffer[s] == ASCII.cr { start = s; return .incomplete }
+            start = s
+            scanned = s
+        }
+        var i = scanned
+        while i < n {
+            let b = buffer[i]
+            if b == ASCII.lf {
+                if i == start || buffer[i - 1] != ASCII.cr { return .failure(.badRequest("bare LF line end")) }
+                if requestLineEnd == nil { requestLineEnd = i + 1 }
+                if i - start >= 3 && buffer[i - 2] == ASCII.lf && buffer[i - 3] == ASCII.cr {
+                    let end = i + 1
+                    if end - start > limits.maxHeadBytes { return .failure(.headersTooLarge) }
+                    scanned = 0
+                    let head = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
+                    let consumed = end
+                    start = 0
+                    requestLineEnd = nil
+                    switch Self.parseHead(head, limits: limits) {
+                    case .success(let parsed): return .complete(parsed, consumed: consumed)
+                    case .failure(let error): return .failure(error)
+                    }
+                }
+            } else if b == ASCII.cr {
+                if i + 1 < n {
+                    if buffer[i + 1] != ASCII.lf { return .failure(.badRequest("bare CR in head")) }
+                } else {
+                    break  // look again when the next byte is here
+                }
+            }
+            i += 1
+        }
+        scanned = i
+        if requestLineEnd == nil && i - start > limits.maxRequestLineBytes { return .failure(.uriTooLong) }
+        if i - start > limits.maxHeadBytes { return .failure(.headersTooLarge) }
+        return .incomplete
+    }
+
+    // MARK: - The complete head
+
+    static func parseHead(_ raw: UnsafeRawBufferPointer, limits: Limits) -> Result<RequestHead, HTTPError> {
+        let bytes = [UInt8](raw)
+        return bytes.withUnsafeBufferPointer { buf in
+            parseHead(buf, bytes: bytes, limits: limits)
+        }
+    }
+
+    private static func parseHead(
+        _ buf: UnsafeBufferPointer<UInt8>, bytes: [UInt8], limits: Limits
+    ) -> Result<RequestHead, HTTPError> {
+        let n = buf.count
+        var i = 0
+
+        // method SP request-target SP HTTP-version CRLF
+        let methodStart = i
+        while i < n && ASCII.isTokenChar[Int(buf[i])] { i += 1 }
+        if i == methodStart || i >= n || buf[i] != ASCII.space {
+            return .failure(.badRequest("malformed request line"))
+        }
+        let methodRange = methodStart..<i
+        i += 1
+        let targetStart = i
+        while i < n && ASCII.isTargetChar[Int(buf[i])] { i += 1 }
+        if i == targetStart || i >= n || buf[i] != ASCII.space {
+            return .failure(.badRequest("malformed request target"))
+        }
+        let target = targetStart..<i
+        if i - methodStart > limits.maxRequestLineBytes { return .failure(.uriTooLong) }
+        i += 1
+        // "HTTP/" DIGIT "." DIGIT CRLF
+        guard i + 10 <= n,
+            buf[i] == UInt8(ascii: "H"), buf[i + 1] == UInt8(ascii: "T"), buf[i + 2] == UInt8(ascii: "T"),
+            buf[i + 3] == UInt8(ascii: "P"), buf[i + 4] == ASCII.slash,
+            let major = digit(buf[i + 5]), buf[i + 6] == ASCII.dot, let minor = digit(buf[i + 7]),
+            buf[i + 8] == ASCII.cr, buf[i + 9] == ASCII.lf
+        else {
+            return .failure(.badRequest("malformed HTTP version"))
+        }
+        guard major == 1, minor <= 1 else { return .failure(.versionNotSupported) }
+        i += 10
+
+        let method = Method.classify(bytes[methodRange])
+        if method == .connect { return .failure(.methodNotAllowed) }
+
+        // Fields, up to the final CRLF.
+        var fields: [HeaderField] = []
+        fields.reserveCapacity(12)
+        while i < n {
+            if buf[i] == ASCII.cr { break }  // the empty line
+            if ASCII.isOWS(buf[i]) { return .failure(.badRequest("obsolete line folding")) }
+            let nameStart = i
+            while i < n && ASCII.isTokenChar[Int(buf[i])] { i += 1 }
+            guard i < n, buf[i] == ASCII.colon else {
+                return .failure(.badRequest("malformed header field name"))
+            }
+            if i == nameStart { return .failure(.badRequest("empty header field name")) }
+            let name = nameStart..<i
+            i += 1
+            while i < n && ASCII.isOWS(buf[i]) { i += 1 }
+            let valueStart = i
+            var valueEnd = i
+            while i < n && buf[i] != ASCII.cr {
+                let b = buf[i]
+                guard ASCII.isFieldValueChar[Int(b)] else {
+                    return .failure(.badRequest("control character in header field value"))
+                }
+                i += 1
+                if !ASCII.isOWS(b) { valueEnd = i }
+            }
+            i += 2  // CRLF, checked by the scan
+            if fields.count == limits.maxHeaderCount { return .failure(.headersTooLarge) }
+            fields.append(HeaderField(name: name, value: valueStart..<valueEnd, kind: FieldKind.classify(bytes[name])))
+        }
+
+        var head = RequestHead(
+            bytes: bytes, method: method, methodRange: methodRange, target: target, targetForm: .origin,
+            minorVersion: minor, fields: fields, framing: .none, keepAlive: minor == 1, expectContinue: false,
+            connectionOptions: [])
+        if let error = interpretFields(&head) { return .failure(error) }
+        switch classifyTarget(bytes, target) {
+        case .success(let form): head.targetForm = form
+        case .failure(let error): return .failure(error)
+        }
+        return .success(head)
+    }
+
+    private static func digit(_ b: UInt8) -> Int? {
+        b >= 0x30 && b <= 0x39 ? Int(b - 0x30) : nil
+    }
+
+    /// Framing, persistence and expectations from the fields, with the
+    /// anti-smuggling rules of RFC 9112 §6.3.
+    private static func interpretFields(_ head: inout RequestHead) -> HTTPError? {
+        var contentLength: Int?
+        var sawTransferEncoding = false
+        var chunked = false
+        var hostCount = 0
+        var closeRequested = false
+        var keepAliveRequested = false
+        let bytes = head.bytes
+
+        for field in head.fields {
+            let value = bytes[field.value]
+            switch field.kind {
+            case .host:
+                hostCount += 1
+            case .contentLength:
+                if contentLength != nil { return .badRequest("more than one Content-Length") }
+                guard let length = parseContentLength(value) else { return .badRequest("invalid Content-Length") }
+                contentLength = length
+            case .transferEncoding:
+                // Codings accumulate across repeated fields; chunked must come last, once.
+                var sawAny = false
+                var failure: HTTPError?
+                forEachListElement(value) { coding in
+                    sawAny = true
+                    if failure != nil { return }
+                    if chunked { failure = .badRequest("chunked is not the last transfer coding") }
+                    if coding.isEmpty {
+                        failure = .badRequest("empty transfer coding")
+                    } else if coding.equalsLowercased("chunked") {
+                        chunked = true
+                    } else {
+                        failure = .notImplemented
+                    }
+                }
+                if let failure { return failure }
+                if !sawAny { return .badRequest("empty Transfer-Encoding") }
+                sawTransferEncoding = true
+            case .connection:
+                var invalid = false
+                forEachListElement(value) { option in
+                    if option.isEmpty { return }
+                    if !option.allSatisfy({ ASCII.isTokenChar[Int($0)] }) { invalid = true; return }
+                    if option.equalsLowercased("close") {
+                        closeRequested = true
+                    } else if option.equalsLowercased("keep-alive") {
+                        keepAliveRequested = true
+                    } else {
+                        head.connectionOptions.append(option.startIndex..<option.endIndex)
+                    }
+                }
+                if invalid { return .badRequest("invalid Connection option") }
+            case .expect:
+                if value.equalsLowercased("100-continue") { head.expectContinue = true }
+            default:
+                break
+            }
+        }
+
+        if head.minorVersion == 1 && hostCount != 1 {
+            return .badRequest(hostCount == 0 ? "missing Host" : "more than one Host")
+        }
+        if hostCount > 1 { return .badRequest("more than one Host") }
+        if sawTransferEncoding {
+            if contentLength != nil { return .badRequest("both Content-Length and Transfer-Encoding") }
+            if head.minorVersion == 0 { return .badRequest("Transfer-Encoding in an HTTP/1.0 request") }
+            if !chunked { return .badRequest("chunked is not the last transfer coding") }
+            head.framing = .chunked
+        } else if let contentLength, contentLength > 0 {
+            head.framing = .contentLength(contentLength)
+        }
+        if head.minorVersion == 0 {
+            head.keepAlive = keepAliveRequested && !closeRequested
+            head.expectContinue = false
+        } else {
+            head.keepAlive = !closeRequested
+        }
+        if head.framing == .none { head.expectContinue = false }
+        return nil
+    }
+
+    /// 1*DIGIT with no sign, space or list; at most 15 digits so it cannot overflow.
+    static func parseContentLength(_ value: ArraySlice<UInt8>) -> Int? {
+        guard !value.isEmpty, value.count <= 15 else { return nil }
+        var result = 0
+        for b in value {
+            guard let d = digit(b) else { return nil }
+            result = result * 10 + d
+        }
+        return result
+    }
+
+    /// Calls `body` with each element of a comma-separated list, without the
+    /// surrounding whitespace. Empty elements are passed as empty slices.
+    static func forEachListElement(_ value: ArraySlice<UInt8>, _ body: (ArraySlice<UInt8>) -> Void) {
+        var elementStart = value.startIndex
+        var i = value.startIndex
+        func emit(_ range: Range<Int>) {
+            var s = range.lowerBound
+            var e = range.upperBound
+            while s < e && ASCII.isOWS(value[s]) { s += 1 }
+            while e > s && ASCII.isOWS(value[e - 1]) { e -= 1 }
+            body(value[s..<e])
+        }
+        while i < value.endIndex {
+            if value[i] == ASCII.comma {
+                emit(elementStart..<i)
+                elementStart = i + 1
+            }
+            i += 1
+        }
+        emit(elementStart..<value.endIndex)
+    }
+
+    /// Origin form, or absolute form (which the proxy may accept for its own
+    /// upstream only). Asterisk and authority forms are refused here.
+    static func classifyTarget(_ bytes: [UInt8], _ target: Range<Int>) -> Result<TargetForm, HTTPError> {
+        let t = bytes[target]
+        if t.first == ASCII.slash {
+            if t.contains(ASCII.hash) { return .failure(.badRequest("fragment in request target")) }
+            return .success(.origin)
+        }
+        let schemeLength: Int
+        if t.prefix(7).equalsLowercased("http://") {
+            schemeLength = 7
+        } else if t.prefix(8).equalsLowercased("https://") {
+            schemeLength = 8
+        } else if t.elementsEqual("*".utf8) {
+            return .failure(.badRequest("asterisk-form request target"))
+        } else {
+            return .failure(.methodNotAllowed)  // authority form names another host
+        }
+        let authorityStart = target.lowerBound + schemeLength
+        var i = authorityStart
+        while i < target.upperBound && bytes[i] != ASCII.slash && bytes[i] != ASCII.question { i += 1 }
+        if i == authorityStart { return .failure(.badRequest("absolute-form target without a host")) }
+        if bytes[authorityStart..<i].contains(UInt8(ascii: "@")) {
+            return .failure(.badRequest("user information in request target"))
+        }
+        if bytes[i..<target.upperBound].contains(ASCII.hash) {
+            return .failure(.badRequest("fragment in request target"))
+        }
+        return .success(.absolute(authority: authorityStart..<i, path: i..<target.upperBound))
+    }
+}

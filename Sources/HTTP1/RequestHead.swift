@@ -1,0 +1,129 @@
+/// A parsed request head. It owns a copy of the head's bytes; every part of
+/// it is a range into `bytes`, so parsing allocates two arrays and no strings.
+public struct RequestHead: Sendable {
+    public var bytes: [UInt8]
+    public var method: Method
+    public var methodRange: Range<Int>
+    public var target: Range<Int>
+    public var targetForm: TargetForm
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    public var minorVersion: Int
+    public var fields: [HeaderField]
+    public var framing: BodyFraming
+    public var keepAlive: Bool
+    public var expectContinue: Bool
+    /// Field names listed in `Connection`, hop-by-hop for this message.
+    public var connectionOptions: [Range<Int>]
+
+    public subscript(range: Range<Int>) -> ArraySlice<UInt8> { bytes[range] }
+
+    /// The first field of a kind, if any.
+    public func first(_ kind: FieldKind) -> HeaderField? {
+        fields.first { $0.kind == kind }
+    }
+
+    /// Whether a field must not be forwarded: hop-by-hop by RFC 9110 §7.6.1,
+    /// or named in this message's `Connection`.
+    public func isHopByHop(_ field: HeaderField) -> Bool {
+        if field.kind.isHopByHop { return true }
+        if connectionOptions.isEmpty { return false }
+        let name = bytes[field.name]
+        return connectionOptions.contains { bytes[$0].equalsIgnoringCase(name) }
+    }
+}
+
+public enum BodyFraming: Sendable, Equatable {
+    case none
+    case contentLength(Int)
+    case chunked
+}
+
+public enum TargetForm: Sendable, Equatable {
+    /// `/path?query`
+    case origin
+    /// `http://authority/path?query`: `authority` and `path` are ranges of the head.
+    case absolute(authority: Range<Int>, path: Range<Int>)
+}
+
+public struct HeaderField: Sendable, Equatable {
+    public var name: Range<Int>
+    public var value: Range<Int>
+    public var kind: FieldKind
+}
+
+public enum Method: UInt8, Sendable {
+    case get, head, post, put, delete, patch, options, trace, connect, other
+
+    public var hasNoResponseBody: Bool { self == .head }
+
+    static func classify(_ bytes: ArraySlice<UInt8>) -> Method {
+        // Methods are case-sensitive (RFC 9110 §9.1).
+        switch bytes.count {
+        case 3:
+            if bytes.elementsEqual("GET".utf8) { return .get }
+            if bytes.elementsEqual("PUT".utf8) { return .put }
+        case 4:
+            if bytes.elementsEqual("POST".utf8) { return .post }
+            if bytes.elementsEqual("HEAD".utf8) { return .head }
+        case 5:
+            if bytes.elementsEqual("PATCH".utf8) { return .patch }
+            if bytes.elementsEqual("TRACE".utf8) { return .trace }
+        case 6:
+            if bytes.elementsEqual("DELETE".utf8) { return .delete }
+        case 7:
+            if bytes.elementsEqual("OPTIONS".utf8) { return .options }
+            if bytes.elementsEqual("CONNECT".utf8) { return .connect }
+        default: break
+        }
+        return .other
+    }
+}
+
+/// Fields the server and proxy act on, recognised while parsing so no later
+/// step compares names again.
+public enum FieldKind: UInt8, Sendable {
+    case other
+    case host, contentLength, transferEncoding, connection, keepAlive
+    case proxyAuthorization, proxyConnection, te, trailer, upgrade
+    case expect, authorization, impTokenHeader, requestID, forwardedFor
+    case contentType, accept
+
+    public var isHopByHop: Bool {
+        switch self {
+        case .connection, .keepAlive, .proxyAuthorization, .proxyConnection, .te, .trailer, .transferEncoding,
+            .upgrade:
+            return true
+        default:
+            return false
+        }
+    }
+
+    public static func classify<C: Collection>(_ name: C) -> FieldKind where C.Element == UInt8 {
+        switch name.count {
+        case 2: if name.equalsLowercased("te") { return .te }
+        case 4: if name.equalsLowercased("host") { return .host }
+        case 6:
+            if name.equalsLowercased("expect") { return .expect }
+            if name.equalsLowercased("accept") { return .accept }
+        case 7:
+            if name.equalsLowercased("trailer") { return .trailer }
+            if name.equalsLowercased("upgrade") { return .upgrade }
+        case 10:
+            if name.equalsLowercased("connection") { return .connection }
+            if name.equalsLowercased("keep-alive") { return .keepAlive }
+        case 12:
+            if name.equalsLowercased("x-request-id") { return .requestID }
+            if name.equalsLowercased("content-type") { return .contentType }
+        case 13: if name.equalsLowercased("authorization") { return .authorization }
+        case 14: if name.equalsLowercased("content-length") { return .contentLength }
+        case 15: if name.equalsLowercased("x-forwarded-for") { return .forwardedFor }
+        case 16:
+            if name.equalsLowercased("x-imptokenheader") { return .impTokenHeader }
+            if name.equalsLowercased("proxy-connection") { return .proxyConnection }
+        case 17: if name.equalsLowercased("transfer-encoding") { return .transferEncoding }
+        case 19: if name.equalsLowercased("proxy-authorization") { return .proxyAuthorization }
+        default: break
+        }
+        return .other
+    }
+}

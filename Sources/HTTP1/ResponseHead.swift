@@ -1,0 +1,157 @@
+/// A response ready for the wire: status, the header lines, and the body.
+/// The header block holds complete `Name: value\r\n` lines; framing fields
+/// (`Content-Length`, `Connection`) are never in it: the serializer writes them.
+public struct Response: Sendable {
+    public var status: Int
+    /// The upstream's reason phrase, when it sent one.
+    public var reason: [UInt8]?
+    public var headerBlock: [UInt8]
+    public var body: [UInt8]
+    /// For a response to HEAD: the length the origin declared, sent as
+    /// Content-Length without a body.
+    public var declaredLength: Int?
+
+    public init(status: Int, reason: [UInt8]? = nil, headerBlock: [UInt8] = [], body: [UInt8] = []) {
+        self.status = status
+        self.reason = reason
+        self.headerBlock = headerBlock
+        self.body = body
+    }
+
+    public mutating func addHeader(_ name: StaticString, _ value: String) {
+        HeaderBlock.append(name: name, value: value, to: &headerBlock)
+    }
+
+    public mutating func addHeader<C: Collection>(_ name: StaticString, bytes value: C) where C.Element == UInt8 {
+        HeaderBlock.append(name: name, value: value, to: &headerBlock)
+    }
+
+    /// RFC 9110 §6.4.1: these never carry content.
+    public static func statusHasNoBody(_ status: Int) -> Bool {
+        (100..<200).contains(status) || status == 204 || status == 304
+    }
+}
+
+public enum HeaderBlock {
+    public static func append(name: StaticString, value: String, to block: inout [UInt8]) {
+        var value = value
+        value.withUTF8 { append(name: name, value: $0, to: &block) }
+    }
+
+    public static func append<C: Collection>(name: StaticString, value: C, to block: inout [UInt8])
+    where C.Element == UInt8 {
+        name.withUTF8Buffer { block.append(contentsOf: $0) }
+        block.append(ASCII.colon)
+        block.append(ASCII.space)
+        block.append(contentsOf: value)
+        block.append(ASCII.cr)
+        block.append(ASCII.lf)
+    }
+}
+
+public enum ResponseSerializer {
+    /// Writes the status line, the header block and the framing fields of
+    /// `response` into `out`. The body is written by the caller (with writev,
+    /// without copying it here).
+    /// - Returns: whether body bytes follow the head.
+    @discardableResult
+    public static func writeHead(
+        _ response: Response, requestMethod: Method, keepAlive: Bool, http10Client: Bool, into out: inout [UInt8]
+    ) -> Bool {
+        out.append(contentsOf: "HTTP/1.1 ".utf8)
+        appendStatus(response.status, to: &out)
+        out.append(ASCII.space)
+        if let reason = response.reason {
+            out.append(contentsOf: reason)
+        } else {
+            reasonPhrase(response.status).withUTF8Buffer { out.append(contentsOf: $0) }
+        }
+        out.append(contentsOf: "\r\n".utf8)
+        out.append(contentsOf: response.headerBlock)
+        var sendsBody = false
+        if !Response.statusHasNoBody(response.status) {
+            if requestMethod == .head {
+                if let declared = response.declaredLength {
+                    out.append(contentsOf: "Content-Length: ".utf8)
+                    appendDecimal(declared, to: &out)
+                    out.append(contentsOf: "\r\n".utf8)
+                }
+            } else {
+                out.append(contentsOf: "Content-Length: ".utf8)
+                appendDecimal(response.body.count, to: &out)
+                out.append(contentsOf: "\r\n".utf8)
+                sendsBody = !response.body.isEmpty
+            }
+        }
+        if !keepAlive {
+            out.append(contentsOf: "Connection: close\r\n".utf8)
+        } else if http10Client {
+            out.append(contentsOf: "Connection: keep-alive\r\n".utf8)
+        }
+        out.append(contentsOf: "\r\n".utf8)
+        return sendsBody
+    }
+
+    public static let continueLine: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+
+    static func appendStatus(_ status: Int, to out: inout [UInt8]) {
+        let s = (status >= 100 && status <= 999) ? status : 500
+        out.append(UInt8(ascii: "0") + UInt8(s / 100))
+        out.append(UInt8(ascii: "0") + UInt8(s / 10 % 10))
+        out.append(UInt8(ascii: "0") + UInt8(s % 10))
+    }
+
+    public static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
+        if value == 0 { out.append(UInt8(ascii: "0")); return }
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var v = value.magnitude
+        var count = 0
+        withUnsafeMutableBytes(of: &digits) { d in
+            while v > 0 {
+                d[count] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+                count += 1
+            }
+            if value < 0 { out.append(UInt8(ascii: "-")) }
+            for k in stride(from: count - 1, through: 0, by: -1) { out.append(d[k]) }
+        }
+    }
+
+    public static func reasonPhrase(_ status: Int) -> StaticString {
+        switch status {
+        case 100: return "Continue"
+        case 200: return "OK"
+        case 201: return "Created"
+        case 202: return "Accepted"
+        case 204: return "No Content"
+        case 206: return "Partial Content"
+        case 207: return "Multi-Status"
+        case 301: return "Moved Permanently"
+        case 302: return "Found"
+        case 304: return "Not Modified"
+        case 400: return "Bad Request"
+        case 401: return "Unauthorized"
+        case 403: return "Forbidden"
+        case 404: return "Not Found"
+        case 405: return "Method Not Allowed"
+        case 408: return "Request Timeout"
+        case 409: return "Conflict"
+        case 413: return "Content Too Large"
+        case 414: return "URI Too Long"
+        case 415: return "Unsupported Media Type"
+        case 417: return "Expectation Failed"
+        case 422: return "Unprocessable Content"
+        case 429: return "Too Many Requests"
+        case 431: return "Request Header Fields Too Large"
+        case 500: return "Internal Server Error"
+        case 501: return "Not Implemented"
+        case 502: return "Bad Gateway"
+        case 503: return "Service Unavailable"
+        case 504: return "Gateway Timeout"
+        case 505: return "HTTP Version Not Supported"
+        default: return "Unknown"
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import Dispatch
+import EventLoops
+import FoundationEssentials
+import HTTP1
+import Upstream
+
+/// The real token source: `POST /users/getToken` through the upstream
+/// client of one loop. The credentials go only into the request body.
+public final class GetTokenClient: TokenSource {
+    private let upstream: UpstreamClient
+    private let body: [UInt8]
+    private let secretText: Secret
+
+    public init(upstream: UpstreamClient, apiKey: Secret, apiSecret: Secret) {
+        self.upstream = upstream
+        self.secretText = apiSecret
+        let request = apiKey.reveal { key in apiSecret.reveal { secret in TokenRequest(imp_key: key, imp_secret: secret) } }
+        self.body = (try? Array(JSONEncoder().encode(request))) ?? []
+    }
+
+    public func fetchToken(_ completion: @escaping @Sendable (Result<IssuedToken, TokenError>) -> Void) {
+        let upstream = self.upstream
+        let body = self.body
+        let secret = self.secretText
+        upstream.loop.execute {
+            let request = UpstreamRequest(
+                method: .post, methodName: "POST", pathAndQuery: Array("/users/getToken".utf8),
+                headerLines: [
+                    Array("Content-Type: application/json".utf8), Array("Accept: application/json".utf8),
+                    Array("Expect:".utf8),
+                ],
+                body: body)
+            upstream.send(request) { result in
+                switch result {
+                case .success(let response):
+                    completion(Self.redacting(secret, TokenAnswer.decode(status: response.status, body: response.body)))
+                case .failure(let error):
+                    completion(.failure(.unavailable("getToken failed: \(error.message)")))
+                }
+            }
+        }
+    }
+
+    /// Whatever the API says, its message never carries the secret onwards.
+    static func redacting(_ secret: Secret, _ result: Result<IssuedToken, TokenError>) -> Result<IssuedToken, TokenError> {
+        guard case .failure(.unavailable(let message)) = result else { return result }
+        let clean = secret.reveal { s in s.isEmpty ? message : message.replacing(s, with: "<redacted>") }
+        return .failure(.unavailable(clean))
+    }
+}
+
+/// Monotonic seconds from the loops' clock; timers on a Dispatch queue.
+public struct SystemTokenClock: TokenClock {
+    public init() {}
+
+    public func now() -> Double { Double(MonotonicClock.now()) / 1e9 }
+
+    public func schedule(at deadline: Double, _ work: @escaping @Sendable () -> Void) {
+        let delay = max(0, deadline - now())
+        let nanos = UInt64(min(delay, 86_400) * 1e9)
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(nanos)), execute: work)
+    }
+}

@@ -1,0 +1,280 @@
+import Synchronization
+
+/// Gets access tokens; the real one calls `POST /users/getToken`.
+public protocol TokenSource: Sendable {
+    /// Fetches a token; `completion` runs once, on any thread.
+    func fetchToken(_ completion: @escaping @Sendable (Result<IssuedToken, TokenError>) -> Void)
+}
+
+/// Monotonic time in seconds, and a way to run work later. Tests drive a manual one.
+public protocol TokenClock: Sendable {
+    func now() -> Double
+    func schedule(at deadline: Double, _ work: @escaping @Sendable () -> Void)
+}
+
+/// Why a token fetch started.
+public enum FetchReason: String, Sendable {
+    case startup, demand, refresh, retry, unauthorized
+}
+
+/// What the cache did, for logs and metrics. Never carries a token value.
+public enum TokenEvent: Sendable, Equatable {
+    case fetched(reason: FetchReason, lifetime: Int64, newValue: Bool)
+    /// A renewal returned the same expiry; another try comes closer to expiry.
+    case notExtended(retryIn: Double)
+    case fetchFailed(reason: FetchReason, message: String, retryIn: Double)
+    /// A 401 for the cached token dropped it.
+    case droppedAfterUnauthorized
+}
+
+public struct TokenStatus: Sendable {
+    public var valid: Bool
+    /// Seconds until the held token expires (local monotonic estimate).
+    public var expiresIn: Double?
+    public var lastError: String?
+    public var fetching: Bool
+    public var generation: UInt64
+}
+
+/// The one token everybody shares.
+///
+/// A lock-protected state machine: at most one fetch is in flight; callers
+/// that need a token while none is valid park as waiters and are answered
+/// together. Expiry is judged by the server's clock (`expired_at - now`,
+/// counted from when the fetch started, on the local monotonic clock), so a
+/// skewed local wall clock changes nothing. A background renewal starts when
+/// the remaining life falls below min(60 s, lifetime / 5); a renewal that
+/// does not move `expired_at` is tried again closer to expiry; a failing token
+/// endpoint is retried with exponential backoff up to 30 s, and in between
+/// demands fail fast instead of each causing a fetch.
+public final class TokenCache: Sendable {
+    public typealias Waiter = @Sendable (Result<Token, TokenError>) -> Void
+
+    private struct State {
+        var current: Token?
+        var fetching: FetchReason?
+        var waiters: [Waiter] = []
+        var generation: UInt64 = 0
+        var failures = 0
+        /// No fetch on demand before this time (backoff after failures).
+        var retryAt: Double = 0
+        var lastError: String?
+        /// When the next background fetch is due (refresh ahead or retry).
+        var nextFetchAt: Double = .infinity
+        var timerSerial: UInt64 = 0
+    }
+
+    /// A token this close to expiry is no longer handed out.
+    static let expiryMargin: Double = 1
+    static let maxBackoff: Double = 30
+
+    private let state = Mutex(State())
+    private let source: any TokenSource
+    private let clock: any TokenClock
+    private let observer: @Sendable (TokenEvent) -> Void
+
+    public init(source: any TokenSource, clock: any TokenClock, observer: @escaping @Sendable (TokenEvent) -> Void = { _ in }) {
+        self.source = source
+        self.clock = clock
+        self.observer = observer
+    }
+
+    /// Fetches the first token in the background.
+    public func start() {
+        let begin = state.withLock { s -> Bool in
+            guard s.fetching == nil else { return false }
+            s.fetching = .startup
+            return true
+        }
+        if begin { fetch(.startup) }
+    }
+
+    /// The valid token, without waiting; nil when there is none. Starts a
+    /// background renewal when one is due.
+    public func validToken() -> Token? {
+        let now = clock.now()
+        var renew: FetchReason?
+        let token = state.withLock { s -> Token? in
+            guard let t = s.current, now < t.expiresAt - Self.expiryMargin else { return nil }
+            renew = Self.backgroundFetchDue(&s, now: now)
+            return t
+        }
+        if let renew { fetch(renew) }
+        return token
+    }
+
+    /// Calls `completion` with a valid token: at once when one is held,
+    /// after the single fetch in flight otherwise, or at once with an error
+    /// while the token endpoint is backing off.
+    public func withToken(_ completion: @escaping Waiter) {
+        if let token = validToken() {
+            completion(.success(token))
+            return
+        }
+        let now = clock.now()
+        enum Next { case deliver(Token), wait, fetch, fail(String) }
+        let next = state.withLock { s -> Next in
+            if let t = s.current, now < t.expiresAt - Self.expiryMargin { return .deliver(t) }
+            s.current = nil
+            if s.fetching != nil {
+                s.waiters.append(completion)
+                return .wait
+            }
+            if now < s.retryAt { return .fail(s.lastError ?? "token endpoint unavailable") }
+            s.fetching = .demand
+            s.waiters.append(completion)
+            return .fetch
+        }
+        switch next {
+        case .deliver(let t): completion(.success(t))
+        case .wait: break
+        case .fetch: fetch(.demand)
+        case .fail(let message): completion(.failure(.unavailable(message)))
+        }
+    }
+
+    /// The API answered 401 to a request made with `used`. Drops it if it is
+    /// still the cached token, and answers with a token of another value,
+    /// fetching (once, however many callers) if needed.
+    public func renewAfterUnauthorized(used: Token, _ completion: @escaping Waiter) {
+        let now = clock.now()
+        enum Next { case deliver(Token), wait, fetch, fail(String) }
+        var dropped = false
+        let next = state.withLock { s -> Next in
+            if let t = s.current {
+                if t.value != used.value, now < t.expiresAt - Self.expiryMargin { return .deliver(t) }
+                if t.value == used.value {
+                    s.current = nil
+                    dropped = true
+                }
+            }
+            if s.fetching != nil {
+                s.waiters.append(completion)
+                return .wait
+            }
+            if now < s.retryAt { return .fail(s.lastError ?? "token endpoint unavailable") }
+            s.fetching = .unauthorized
+            s.waiters.append(completion)
+            return .fetch
+        }
+        if dropped { observer(.droppedAfterUnauthorized) }
+        switch next {
+        case .deliver(let t): completion(.success(t))
+        case .wait: break
+        case .fetch: fetch(.unauthorized)
+        case .fail(let message): completion(.failure(.unavailable(message)))
+        }
+    }
+
+    public func status() -> TokenStatus {
+        let now = clock.now()
+        return state.withLock { s in
+            let valid = s.current.map { now < $0.expiresAt - Self.expiryMargin } ?? false
+            return TokenStatus(
+                valid: valid, expiresIn: s.current.map { $0.expiresAt - now }, lastError: s.lastError,
+                fetching: s.fetching != nil, generation: s.generation)
+        }
+    }
+
+    // MARK: - Fetching
+
+    /// Starts a background fetch when one is due and none runs.
+    private static func backgroundFetchDue(_ s: inout State, now: Double) -> FetchReason? {
+        guard s.fetching == nil, now >= s.nextFetchAt else { return nil }
+        let reason: FetchReason = s.current == nil ? .retry : .refresh
+        s.fetching = reason
+        s.nextFetchAt = .infinity
+        return reason
+    }
+
+    private func fetch(_ reason: FetchReason) {
+        let startedAt = clock.now()
+        source.fetchToken { [self] result in
+            self.fetchCompleted(result, reason: reason, startedAt: startedAt)
+        }
+    }
+
+    private func fetchCompleted(_ result: Result<IssuedToken, TokenError>, reason: FetchReason, startedAt: Double) {
+        let now = clock.now()
+        var events: [TokenEvent] = []
+        var timer: (Double, UInt64)?
+        let (waiters, outcome) = state.withLock { s -> ([Waiter], Result<Token, TokenError>) in
+            s.fetching = nil
+            let waiters = s.waiters
+            s.waiters = []
+            var result = result
+            if case .success(let issued) = result, issued.lifetime <= 0 {
+                result = .failure(.unavailable("the token endpoint returned an expired token"))
+            }
+            switch result {
+            case .success(let issued):
+                s.failures = 0
+                s.retryAt = 0
+                s.lastError = nil
+                let lifetime = Double(issued.lifetime)
+                let token: Token
+                if let old = s.current, old.value == issued.accessToken {
+                    if issued.expiredAt <= old.serverExpiredAt {
+                        // Not extended (asked before the API's last minute): keep it and
+                        // try again halfway to expiry, at most once a second.
+                        let retryIn = max(1, (old.expiresAt - now) / 2)
+                        s.nextFetchAt = now + retryIn
+                        events.append(.notExtended(retryIn: retryIn))
+                        s.timerSerial += 1
+                        timer = (s.nextFetchAt, s.timerSerial)
+                        return (waiters, .success(old))
+                    }
+                    token = Token(
+                        value: old.value, generation: old.generation, expiresAt: startedAt + lifetime,
+                        serverExpiredAt: issued.expiredAt, issuedLifetime: lifetime)
+                    events.append(.fetched(reason: reason, lifetime: issued.lifetime, newValue: false))
+                } else {
+                    s.generation += 1
+                    token = Token(
+                        value: issued.accessToken, generation: s.generation, expiresAt: startedAt + lifetime,
+                        serverExpiredAt: issued.expiredAt, issuedLifetime: lifetime)
+                    events.append(.fetched(reason: reason, lifetime: issued.lifetime, newValue: true))
+                }
+                s.current = token
+                s.nextFetchAt = max(token.refreshAt, now + 1)
+                s.timerSerial += 1
+                timer = (s.nextFetchAt, s.timerSerial)
+                return (waiters, .success(token))
+            case .failure(let error):
+                s.failures += 1
+                var backoff = Self.maxBackoff
+                if s.failures < 6 { backoff = min(Self.maxBackoff, Double(1 << (s.failures - 1))) }
+                s.retryAt = now + backoff
+                s.lastError = error.message
+                s.nextFetchAt = s.retryAt
+                if let t = s.current, t.expiresAt - Self.expiryMargin <= now { s.current = nil }
+                s.timerSerial += 1
+                timer = (s.nextFetchAt, s.timerSerial)
+                events.append(.fetchFailed(reason: reason, message: error.message, retryIn: backoff))
+                return (waiters, .failure(error))
+            }
+        }
+        for event in events { observer(event) }
+        if let (at, serial) = timer {
+            clock.schedule(at: at) { [self] in self.timerFired(serial) }
+        }
+        for waiter in waiters { waiter(outcome) }
+    }
+
+    private func timerFired(_ serial: UInt64) {
+        let now = clock.now()
+        var reschedule: Double?
+        let reason = state.withLock { s -> FetchReason? in
+            guard serial == s.timerSerial else { return nil }
+            if s.fetching == nil && now < s.nextFetchAt && s.nextFetchAt.isFinite {
+                reschedule = s.nextFetchAt  // fired early
+                return nil
+            }
+            return Self.backgroundFetchDue(&s, now: now)
+        }
+        if let reschedule {
+            clock.schedule(at: reschedule) { [self] in self.timerFired(serial) }
+        }
+        if let reason { fetch(reason) }
+    }
+}

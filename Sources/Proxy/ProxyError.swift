@@ -1,0 +1,95 @@
+import HTTP1
+import Server
+
+/// Every answer the proxy produces itself (SPEC.md, "The proxy's own
+/// answers"): a status, a stable name sent in `X-Iamport-Proxy-Error`, and
+/// the API's envelope with a message.
+public enum ProxyError: String, Sendable, CaseIterable {
+    case badRequest = "bad_request"
+    case clientUnauthorized = "client_unauthorized"
+    case forbidden = "forbidden"
+    case notFound = "not_found"
+    case notAllowed = "not_allowed"
+    case headerTimeout = "header_timeout"
+    case bodyTimeout = "body_timeout"
+    case bodyTooLarge = "body_too_large"
+    case uriTooLong = "uri_too_long"
+    case headersTooLarge = "headers_too_large"
+    case notImplemented = "not_implemented"
+    case versionNotSupported = "version_not_supported"
+    case upstreamUnreachable = "upstream_unreachable"
+    case upstreamFailed = "upstream_failed"
+    case tokenUnavailable = "token_unavailable"
+    case upstreamTimeout = "upstream_timeout"
+    case overloaded = "overloaded"
+    case shuttingDown = "shutting_down"
+
+    public var status: Int {
+        switch self {
+        case .badRequest: return 400
+        case .clientUnauthorized: return 401
+        case .forbidden: return 403
+        case .notFound: return 404
+        case .notAllowed: return 405
+        case .headerTimeout, .bodyTimeout: return 408
+        case .bodyTooLarge: return 413
+        case .uriTooLong: return 414
+        case .headersTooLarge: return 431
+        case .notImplemented: return 501
+        case .versionNotSupported: return 505
+        case .upstreamUnreachable, .upstreamFailed, .tokenUnavailable: return 502
+        case .upstreamTimeout: return 504
+        case .overloaded, .shuttingDown: return 503
+        }
+    }
+
+    /// The envelope answer. `message` must never hold a token or the secret.
+    public func response(_ message: String, requestID: [UInt8]?) -> Response {
+        var response = Response(status: status)
+        response.addHeader("Content-Type", "application/json; charset=utf-8")
+        response.addHeader("X-Iamport-Proxy-Error", rawValue)
+        if let requestID { response.addHeader("X-Request-Id", bytes: requestID) }
+        response.body = envelopeBody("iamport-proxy: " + message)
+        return response
+    }
+
+    static func from(_ error: HTTPError) -> (ProxyError, String) {
+        switch error {
+        case .badRequest(let why): return (.badRequest, why)
+        case .methodNotAllowed: return (.notAllowed, "CONNECT and requests for other hosts are refused: this is not an open proxy")
+        case .uriTooLong: return (.uriTooLong, "request line too long")
+        case .headersTooLarge: return (.headersTooLarge, "request head too large")
+        case .bodyTooLarge: return (.bodyTooLarge, "request body too large")
+        case .notImplemented: return (.notImplemented, "only the chunked transfer coding is supported")
+        case .versionNotSupported: return (.versionNotSupported, "only HTTP/1.0 and HTTP/1.1 are supported")
+        }
+    }
+}
+
+/// `{"code":-1,"message":"...","response":null}`
+func envelopeBody(_ message: String) -> [UInt8] {
+    var out = Array(#"{"code":-1,"message":"#.utf8)
+    appendJSONString(message, to: &out)
+    out.append(contentsOf: #","response":null}"#.utf8)
+    return out
+}
+
+func appendJSONString(_ text: String, to out: inout [UInt8]) {
+    out.append(UInt8(ascii: "\""))
+    for b in text.utf8 {
+        switch b {
+        case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
+        case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)
+        case 0x0A: out.append(contentsOf: #"\n"#.utf8)
+        case 0x0D: out.append(contentsOf: #"\r"#.utf8)
+        case 0x09: out.append(contentsOf: #"\t"#.utf8)
+        case 0..<0x20:
+            let hex = Array("0123456789abcdef".utf8)
+            out.append(contentsOf: #"\u00"#.utf8)
+            out.append(hex[Int(b >> 4)])
+            out.append(hex[Int(b & 0xF)])
+        default: out.append(b)
+        }
+    }
+    out.append(UInt8(ascii: "\""))
+}

@@ -1,0 +1,443 @@
+import EventLoops
+import HTTP1
+import Iamport
+import Logging
+import Server
+import Synchronization
+import Upstream
+
+/// The per-loop part of the proxy: the loop's upstream client and caches.
+/// `@unchecked Sendable`: touched only on `loop`.
+final class LoopContext: @unchecked Sendable {
+    let loop: EventLoop
+    let upstream: UpstreamClient
+    var requestCounters: [Int: CoreMetricsCounter] = [:]
+    var serial: UInt64 = 0
+
+    init(loop: EventLoop, upstream: UpstreamClient) {
+        self.loop = loop
+        self.upstream = upstream
+    }
+}
+
+import CoreMetrics
+typealias CoreMetricsCounter = CoreMetrics.Counter
+
+/// The handler that joins the pieces: local endpoints, client
+/// authentication, the allowlist, forwarding with the held token, the 401
+/// renewal and single replay, error envelopes, metrics and the access log.
+public final class ProxyHandler: HTTPHandler {
+    let configuration: ProxyConfiguration
+    let tokens: TokenCache
+    let metrics: ProxyMetrics
+    let logger: Logger
+    let contexts: [LoopContext]
+    private let authenticator: ClientAuthenticator
+    private let upstreamAuthority: [UInt8]
+    private let requestIDPrefix: [UInt8]
+    private let server = Mutex<Server?>(nil)
+
+    init(configuration: ProxyConfiguration, tokens: TokenCache, metrics: ProxyMetrics, logger: Logger, contexts: [LoopContext]) {
+        self.configuration = configuration
+        self.tokens = tokens
+        self.metrics = metrics
+        self.logger = logger
+        self.contexts = contexts
+        self.authenticator = ClientAuthenticator(clientToken: configuration.clientToken)
+        self.upstreamAuthority = Self.authority(of: configuration.upstream.baseURL)
+        var random = SystemRandomNumberGenerator()
+        let hex = Array("0123456789abcdef".utf8)
+        self.requestIDPrefix = (0..<12).map { _ in hex[Int(random.next() % 16)] } + [UInt8(ascii: "-")]
+    }
+
+    func attach(_ server: Server) {
+        self.server.withLock { $0 = server }
+    }
+
+    static func authority(of url: String) -> [UInt8] {
+        var rest = Array(url.utf8)[...]
+        let separator = Array("://".utf8)
+        if let i = rest.indices.first(where: { rest[$0...].starts(with: separator) }) { rest = rest[(i + 3)...] }
+        if let slash = rest.firstIndex(of: ASCII.slash) { rest = rest[..<slash] }
+        return rest.map(ASCII.lower)
+    }
+
+    // MARK: - Before the body
+
+    public func screen(_ head: RequestHead, clientAddress: String) -> Response? {
+        let refusal: (ProxyError, String)?
+        switch target(of: head) {
+        case .failure(let error):
+            refusal = (error.error, error.message)
+        case .success(let path):
+            if path.path.starts(with: "/_proxy/".utf8) || isLocalGetToken(head, path) {
+                refusal = nil
+            } else if !authenticator.isAuthorized(head) {
+                refusal = (.clientUnauthorized, "missing or wrong client token")
+            } else if !configuration.allowList.allows(method: head[head.methodRange], path: path.segments) {
+                refusal = (.forbidden, "this method and path are not in the allow list")
+            } else {
+                refusal = nil
+            }
+        }
+        guard let (error, message) = refusal else { return nil }
+        let requestID = requestID(for: head, on: nil)
+        let response = error.response(message, requestID: requestID)
+        logAccess(head: head, requestID: requestID, clientAddress: clientAddress, status: response.status,
+                  upstreamStatus: nil, bytes: response.body.count, startedAt: nil, renewed: false, replayed: false,
+                  error: error, message: message)
+        return response
+    }
+
+    struct Refusal: Error {
+        let error: ProxyError
+        let message: String
+        init(_ error: ProxyError, _ message: String) {
+            self.error = error
+            self.message = message
+        }
+    }
+
+    /// The target as a checked path: origin form, or absolute form naming the upstream itself.
+    private func target(of head: RequestHead) -> Result<RequestPath, Refusal> {
+        let bytes: ArraySlice<UInt8>
+        switch head.targetForm {
+        case .origin:
+            bytes = head[head.target]
+        case .absolute(let authority, let path):
+            let named = head[authority]
+            let host = head.first(.host).map { head[$0.value] }
+            guard named.equalsIgnoringCase(upstreamAuthority) || (host.map { named.equalsIgnoringCase($0) } ?? false) else {
+                return .failure(Refusal(.notAllowed, "requests for other hosts are refused: this is not an open proxy"))
+            }
+            bytes = path.isEmpty ? ArraySlice("/".utf8) : head[path]
+        }
+        switch RequestPath.parse(bytes) {
+        case .success(let path): return .success(path)
+        case .failure(.invalid(let why)): return .failure(Refusal(.badRequest, why))
+        }
+    }
+
+    private func isLocalGetToken(_ head: RequestHead, _ path: RequestPath) -> Bool {
+        head.method == .post && path.pathEquals("/users/getToken")
+    }
+
+    // MARK: - Requests
+
+    public func handle(_ request: Request, responder: Responder) {
+        let context = contexts[request.loop.index]
+        let head = request.head
+        let requestID = requestID(for: head, on: context)
+        guard case .success(let path) = target(of: head) else {
+            // screen() refused these already; kept for safety.
+            respond(ProxyError.badRequest.response("invalid request target", requestID: requestID), request, requestID,
+                    responder, context: context)
+            return
+        }
+        if path.path.starts(with: "/_proxy/".utf8) {
+            respond(localEndpoint(head, path, requestID: requestID), request, requestID, responder, context: context)
+        } else if isLocalGetToken(head, path) {
+            let answer = LocalAnswers.getToken(
+                body: request.body, clientToken: configuration.clientToken, requestID: requestID)
+            respond(answer, request, requestID, responder, context: context)
+        } else {
+            forward(request, path: path, requestID: requestID, context: context, responder: responder)
+        }
+    }
+
+    private func localEndpoint(_ head: RequestHead, _ path: RequestPath, requestID: [UInt8]) -> Response {
+        guard head.method == .get || head.method == .head else {
+            return ProxyError.notAllowed.response("local endpoints answer GET and HEAD only", requestID: requestID)
+        }
+        if path.pathEquals("/_proxy/healthz") { return LocalAnswers.health(requestID: requestID) }
+        if path.pathEquals("/_proxy/readyz") { return LocalAnswers.readiness(tokens.status(), requestID: requestID) }
+        if path.pathEquals("/_proxy/metrics") { return LocalAnswers.metrics(renderMetrics(), requestID: requestID) }
+        return ProxyError.notFound.response("no such local endpoint", requestID: requestID)
+    }
+
+    func renderMetrics() -> [UInt8] {
+        let status = tokens.status()
+        metrics.tokenValid.record(status.valid ? 1 : 0)
+        metrics.tokenExpiresIn.record(max(0, status.expiresIn ?? 0))
+        metrics.openConnections.record(server.withLock { $0?.openConnections ?? 0 })
+        return metrics.render()
+    }
+
+    /// A request's way to the upstream and back.
+    private struct Exchange {
+        var request: UpstreamRequest
+        let clientRequest: Request
+        let requestID: [UInt8]
+        let path: ArraySlice<UInt8>
+        let responder: Responder
+        var renewed = false
+        var replayed = false
+    }
+
+    private func forward(_ request: Request, path: RequestPath, requestID: [UInt8], context: LoopContext, responder: Responder) {
+        let head = request.head
+        var lines: [[UInt8]] = []
+        lines.reserveCapacity(head.fields.count + 6)
+        lines.append([])  // Authorization, set per attempt
+        var forwardedFor: [UInt8] = []
+        var hasContentType = false
+        var hasAccept = false
+        for field in head.fields {
+            if head.isHopByHop(field) { continue }
+            switch field.kind {
+            case .host, .contentLength, .authorization, .impTokenHeader, .expect, .requestID:
+                continue
+            case .forwardedFor:
+                if !forwardedFor.isEmpty { forwardedFor.append(contentsOf: ", ".utf8) }
+                forwardedFor.append(contentsOf: head[field.value])
+                continue
+            case .contentType: hasContentType = true
+            case .accept: hasAccept = true
+            default: break
+            }
+            var line = Array(head[field.name])
+            let value = head[field.value]
+            if value.isEmpty {
+                line.append(ASCII.semicolon)  // libcurl's spelling of an empty value
+            } else {
+                line.append(contentsOf: ": ".utf8)
+                line.append(contentsOf: value)
+            }
+            lines.append(line)
+        }
+        var xff = Array("X-Forwarded-For: ".utf8)
+        if !forwardedFor.isEmpty {
+            xff.append(contentsOf: forwardedFor)
+            xff.append(contentsOf: ", ".utf8)
+        }
+        xff.append(contentsOf: request.clientAddress.utf8)
+        lines.append(xff)
+        lines.append(Array("X-Request-Id: ".utf8) + requestID)
+        // Without these, libcurl would add defaults the client did not send.
+        if !hasAccept { lines.append(Array("Accept:".utf8)) }
+        if !hasContentType { lines.append(Array("Content-Type:".utf8)) }
+        lines.append(Array("Expect:".utf8))
+
+        let sendsBody = head.framing != .none || head.method == .post || head.method == .put || head.method == .patch
+        let upstreamRequest = UpstreamRequest(
+            method: head.method,
+            methodName: head.method == .other ? String(decoding: head[head.methodRange], as: UTF8.self) : head.method.label,
+            pathAndQuery: path.forwardedPathAndQuery(), headerLines: lines, body: sendsBody ? request.body : nil)
+        let exchange = Exchange(
+            request: upstreamRequest, clientRequest: request, requestID: requestID, path: path.path, responder: responder)
+
+        if let token = tokens.validToken() {
+            send(exchange, token: token, context: context)
+            return
+        }
+        tokens.withToken { [self] result in
+            onLoop(context.loop) {
+                switch result {
+                case .success(let token):
+                    self.send(exchange, token: token, context: context)
+                case .failure(let error):
+                    self.fail(exchange, .tokenUnavailable, error.message, context: context)
+                }
+            }
+        }
+    }
+
+    private func send(_ exchange: Exchange, token: Token, context: LoopContext) {
+        var exchange = exchange
+        exchange.request.headerLines[0] = token.authorizationLine
+        let started = MonotonicClock.now()
+        context.upstream.send(exchange.request) { [self] result in
+            metrics.upstreamDuration.recordNanoseconds(Int64(MonotonicClock.now() &- started))
+            switch result {
+            case .success(let answer) where answer.status == 401 && !exchange.replayed:
+                // The token was refused: renew once (shared by every request that
+                // saw it refused) and replay this request once, with the same body.
+                var replay = exchange
+                replay.renewed = true
+                replay.replayed = true
+                let renewed = replay
+                tokens.renewAfterUnauthorized(used: token) { result in
+                    onLoop(context.loop) {
+                        switch result {
+                        case .success(let fresh):
+                            self.metrics.replays.increment()
+                            self.send(renewed, token: fresh, context: context)
+                        case .failure(let error):
+                            var failed = renewed
+                            failed.replayed = false
+                            self.fail(failed, .tokenUnavailable, error.message, context: context, upstreamStatus: 401)
+                        }
+                    }
+                }
+            case .success(let answer):
+                var response = Response(status: answer.status, reason: answer.reason, headerBlock: answer.headerBlock,
+                                        body: answer.body)
+                response.declaredLength = answer.declaredLength
+                if !answer.hasRequestID { response.addHeader("X-Request-Id", bytes: exchange.requestID) }
+                if exchange.replayed { response.addHeader("X-Iamport-Proxy-Replayed", "1") }
+                finish(exchange, response, upstreamStatus: answer.status, context: context)
+            case .failure(.timeout):
+                fail(exchange, .upstreamTimeout, UpstreamError.timeout.message, context: context)
+            case .failure(.unreachable(let message)):
+                fail(exchange, .upstreamUnreachable, "upstream unreachable: \(message)", context: context)
+            case .failure(.failed(let message)):
+                fail(exchange, .upstreamFailed, "upstream exchange failed: \(message)", context: context)
+            }
+        }
+    }
+
+    private func fail(_ exchange: Exchange, _ error: ProxyError, _ message: String, context: LoopContext, upstreamStatus: Int? = nil) {
+        var response = error.response(message, requestID: exchange.requestID)
+        if exchange.replayed { response.addHeader("X-Iamport-Proxy-Replayed", "1") }
+        finish(exchange, response, upstreamStatus: upstreamStatus, context: context, error: (error, message))
+    }
+
+    private func finish(_ exchange: Exchange, _ response: Response, upstreamStatus: Int?, context: LoopContext,
+                        error: (ProxyError, String)? = nil) {
+        exchange.responder.respond(response)
+        record(exchange.clientRequest, status: response.status, context: context)
+        logAccess(head: exchange.clientRequest.head, requestID: exchange.requestID,
+                  clientAddress: exchange.clientRequest.clientAddress, status: response.status,
+                  upstreamStatus: upstreamStatus, bytes: response.body.count,
+                  startedAt: exchange.clientRequest.receivedAt, renewed: exchange.renewed, replayed: exchange.replayed,
+                  error: error?.0, message: error?.1)
+    }
+
+    private func respond(_ response: Response, _ request: Request, _ requestID: [UInt8], _ responder: Responder,
+                         context: LoopContext) {
+        responder.respond(response)
+        record(request, status: response.status, context: context)
+        logAccess(head: request.head, requestID: requestID, clientAddress: request.clientAddress,
+                  status: response.status, upstreamStatus: nil, bytes: response.body.count,
+                  startedAt: request.receivedAt, renewed: false, replayed: false, error: nil, message: nil)
+    }
+
+    // MARK: - Server's own answers
+
+    public func errorResponse(_ error: ServerError, head: RequestHead?) -> Response {
+        let requestID = head.map { self.requestID(for: $0, on: nil) } ?? generatedRequestID(nil)
+        let (kind, message) = Self.describe(error)
+        return kind.response(message, requestID: requestID)
+    }
+
+    public func didRespondOnItsOwn(_ error: ServerError, status: Int, head: RequestHead?, clientAddress: String) {
+        let (kind, message) = Self.describe(error)
+        if let head {
+            logAccess(head: head, requestID: requestID(for: head, on: nil), clientAddress: clientAddress, status: status,
+                      upstreamStatus: nil, bytes: 0, startedAt: nil, renewed: false, replayed: false, error: kind,
+                      message: message)
+        } else {
+            logger.info("request refused", metadata: [
+                "status": "\(status)", "error": "\(kind.rawValue)", "reason": "\(message)", "client": "\(clientAddress)",
+            ])
+        }
+        let counter = metrics.requestCounter(status: status, method: head?.method ?? .other)
+        counter.increment()
+    }
+
+    public func serverNotice(_ message: String) {
+        logger.warning("\(message)")
+    }
+
+    static func describe(_ error: ServerError) -> (ProxyError, String) {
+        switch error {
+        case .malformed(let http): return ProxyError.from(http)
+        case .headerTimeout: return (.headerTimeout, "request head not complete within the header timeout")
+        case .bodyTimeout: return (.bodyTimeout, "request body not received in time")
+        case .overloaded: return (.overloaded, "too many open connections")
+        case .shuttingDown: return (.shuttingDown, "the proxy is shutting down")
+        }
+    }
+
+    // MARK: - Request IDs, metrics and the access log
+
+    /// The client's X-Request-Id when it is sane (1–128 visible characters of
+    /// a safe set), otherwise a new one: a per-process random prefix and a
+    /// per-loop counter.
+    private func requestID(for head: RequestHead, on context: LoopContext?) -> [UInt8] {
+        if let field = head.first(.requestID) {
+            let value = head[field.value]
+            if !value.isEmpty && value.count <= 128 && value.allSatisfy(Self.isRequestIDChar) { return Array(value) }
+        }
+        return generatedRequestID(context)
+    }
+
+    private static func isRequestIDChar(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        case UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: ":"), UInt8(ascii: "/"),
+            UInt8(ascii: "+"), UInt8(ascii: "="), UInt8(ascii: "@"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    private static let fallbackSerial = Atomic<UInt64>(0)
+
+    private func generatedRequestID(_ context: LoopContext?) -> [UInt8] {
+        var id = requestIDPrefix
+        let serial: UInt64
+        if let context {
+            context.serial &+= 1
+            serial = context.serial << 8 | UInt64(context.loop.index & 0xFF)
+        } else {
+            serial = Self.fallbackSerial.wrappingAdd(1, ordering: .relaxed).newValue << 8 | 0xFF
+        }
+        let hex = Array("0123456789abcdef".utf8)
+        var digits: [UInt8] = []
+        var v = serial
+        repeat {
+            digits.append(hex[Int(v & 0xF)])
+            v >>= 4
+        } while v > 0
+        while digits.count < 8 { digits.append(UInt8(ascii: "0")) }
+        id.append(contentsOf: digits.reversed())
+        return id
+    }
+
+    private func record(_ request: Request, status: Int, context: LoopContext) {
+        let key = status << 8 | Int(request.head.method.rawValue)
+        let counter: CoreMetricsCounter
+        if let cached = context.requestCounters[key] {
+            counter = cached
+        } else {
+            counter = metrics.requestCounter(status: status, method: request.head.method)
+            context.requestCounters[key] = counter
+        }
+        counter.increment()
+        metrics.requestDuration.recordNanoseconds(Int64(MonotonicClock.now() &- request.receivedAt))
+    }
+
+    private func logAccess(
+        head: RequestHead, requestID: [UInt8], clientAddress: String, status: Int, upstreamStatus: Int?, bytes: Int,
+        startedAt: UInt64?, renewed: Bool, replayed: Bool, error: ProxyError?, message: String?
+    ) {
+        guard logger.logLevel <= .info else { return }
+        let path = head[head.target].prefix { $0 != ASCII.question }
+        var metadata: Logger.Metadata = [
+            "request_id": .string(String(decoding: requestID, as: UTF8.self)),
+            "method": .string(String(decoding: head[head.methodRange], as: UTF8.self)),
+            "path": .string(String(decoding: path, as: UTF8.self)),
+            "status": .stringConvertible(status),
+            "upstream_status": .string(upstreamStatus.map(String.init) ?? "-"),
+            "bytes": .stringConvertible(bytes),
+            "client": .string(clientAddress),
+            "renewed": .stringConvertible(renewed),
+            "replayed": .stringConvertible(replayed),
+        ]
+        if let startedAt {
+            let micros = (MonotonicClock.now() &- startedAt) / 1000
+            metadata["duration_ms"] = .string("\(micros / 1000).\(String(micros % 1000 + 1000).dropFirst())")
+        }
+        if let error { metadata["error"] = .string(error.rawValue) }
+        if let message { metadata["reason"] = .string(message) }
+        logger.info("request", metadata: metadata)
+    }
+}
+
+/// Runs `body` on `loop`: at once when already there.
+func onLoop(_ loop: EventLoop, _ body: @escaping @Sendable () -> Void) {
+    if loop.inLoop { body() } else { loop.execute(body) }
+}

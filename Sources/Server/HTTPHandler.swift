@@ -1,0 +1,84 @@
+import EventLoops
+import HTTP1
+
+/// A complete request as the server hands it to its handler.
+public struct Request: Sendable {
+    public var head: RequestHead
+    public var body: [UInt8]
+    /// The peer's address, as text (for X-Forwarded-For and logs).
+    public var clientAddress: String
+    /// Monotonic time at which the head was complete.
+    public var receivedAt: UInt64
+    public let loop: EventLoop
+}
+
+/// Failures the server detects before or instead of a handler.
+public enum ServerError: Sendable, Equatable {
+    case malformed(HTTPError)
+    case headerTimeout
+    /// The body did not arrive in time.
+    case bodyTimeout
+    case overloaded
+    case shuttingDown
+}
+
+/// What the server knows nothing of: how to answer. Implemented by the proxy
+/// and by the fake API.
+public protocol HTTPHandler: AnyObject, Sendable {
+    /// Called on the request's loop. The handler answers exactly once through
+    /// `responder`, from any thread.
+    func handle(_ request: Request, responder: Responder)
+
+    /// A head is complete and its body not yet read: refuse it now (for
+    /// example, before a 100 Continue) by returning a response, or nil to go on.
+    func screen(_ head: RequestHead, clientAddress: String) -> Response?
+
+    /// The answer the server sends on its own for `error`, given the head if
+    /// one was parsed.
+    func errorResponse(_ error: ServerError, head: RequestHead?) -> Response
+
+    /// Told of an answer the server sent on its own (for logs and metrics).
+    func didRespondOnItsOwn(_ error: ServerError, status: Int, head: RequestHead?, clientAddress: String)
+}
+
+extension HTTPHandler {
+    public func screen(_ head: RequestHead, clientAddress: String) -> Response? { nil }
+    public func didRespondOnItsOwn(_ error: ServerError, status: Int, head: RequestHead?, clientAddress: String) {}
+}
+
+/// The way back to the client for one request. Safe to call from any thread;
+/// it hops to the connection's loop.
+public struct Responder: Sendable {
+    let connection: Connection
+    let sequence: UInt64
+
+    public var loop: EventLoop { connection.loop }
+
+    /// Drops the connection without an answer, with a TCP reset (fault injection).
+    public func abort() {
+        let connection = self.connection
+        let sequence = self.sequence
+        onLoop { connection.abort(sequence: sequence) }
+    }
+
+    /// Writes bytes that are not an HTTP answer, then closes (fault injection).
+    public func respondRaw(_ bytes: [UInt8]) {
+        let connection = self.connection
+        let sequence = self.sequence
+        onLoop { connection.respondRaw(bytes, sequence: sequence) }
+    }
+
+    private func onLoop(_ body: @escaping @Sendable () -> Void) {
+        if connection.loop.inLoop { body() } else { connection.loop.execute(body) }
+    }
+
+    public func respond(_ response: Response) {
+        if connection.loop.inLoop {
+            connection.respond(response, sequence: sequence)
+        } else {
+            let connection = self.connection
+            let sequence = self.sequence
+            connection.loop.execute { connection.respond(response, sequence: sequence) }
+        }
+    }
+}

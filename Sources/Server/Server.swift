@@ -1,0 +1,162 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import EventLoops
+import HTTP1
+import Synchronization
+
+/// The HTTP/1.1 server: a listening socket, connections spread over the
+/// loops of a group, limits, timeouts and graceful shutdown. It knows
+/// nothing of what it serves; `HTTPHandler` does.
+public final class Server: Sendable {
+    public struct Configuration: Sendable {
+        public var listen: String
+        public var limits: Limits
+        public var maxConnections: Int
+        public var headTimeout: Double
+        public var bodyTimeout: Double
+        public var idleTimeout: Double
+        public var writeTimeout: Double
+
+        public init(
+            listen: String = "127.0.0.1:0", limits: Limits = Limits(), maxConnections: Int = 4096,
+            headTimeout: Double = 10, bodyTimeout: Double = 10, idleTimeout: Double = 60, writeTimeout: Double = 30
+        ) {
+            self.listen = listen
+            self.limits = limits
+            self.maxConnections = maxConnections
+            self.headTimeout = headTimeout
+            self.bodyTimeout = bodyTimeout
+            self.idleTimeout = idleTimeout
+            self.writeTimeout = writeTimeout
+        }
+    }
+
+    public let configuration: Configuration
+    public let group: EventLoopGroup
+    let handler: any HTTPHandler
+    private let open = Atomic<Int>(0)
+    private let accepted = Atomic<Int>(0)
+    private let shuttingDown = Atomic<Bool>(false)
+    private let acceptor = Mutex<Acceptor?>(nil)
+
+    public init(configuration: Configuration, group: EventLoopGroup, handler: any HTTPHandler) {
+        self.configuration = configuration
+        self.group = group
+        self.handler = handler
+    }
+
+    /// Connections open now.
+    public var openConnections: Int { open.load(ordering: .relaxed) }
+    /// Connections accepted since start.
+    public var acceptedConnections: Int { accepted.load(ordering: .relaxed) }
+    public var isShuttingDown: Bool { shuttingDown.load(ordering: .relaxed) }
+
+    /// Binds and starts accepting. Returns the bound address (with the real
+    /// port when port 0 was asked for).
+    public func start() throws -> SocketAddress {
+        let address = try SocketAddress.resolve(configuration.listen)
+        let fd = try syscall("socket") {
+            socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        }
+        do {
+            var one: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            var storage = address.storage
+            _ = try withUnsafePointer(to: &storage) { ptr throws(SystemError) in
+                try ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa throws(SystemError) in
+                    try syscall("bind(\(configuration.listen))") { bind(fd, sa, address.length) }
+                }
+            }
+            _ = try syscall("listen") { listen(fd, 1024) }
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        var bound = address
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        withUnsafeMutablePointer(to: &bound.storage) { ptr in
+            ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, $0, &length) }
+        }
+        bound.length = length
+        let loop = group.loops[0]
+        let acceptor = Acceptor(fd: fd, server: self, loop: loop)
+        self.acceptor.withLock { $0 = acceptor }
+        for each in group.loops {
+            each.execute { [self] in
+                if each === loop {
+                    do {
+                        try loop.register(fd, events: EventLoop.readable, handler: acceptor)
+                    } catch {
+                        handler.serverNotice("cannot watch the listening socket: \(error)")
+                    }
+                }
+                self.scheduleSweep(on: each)
+            }
+        }
+        return bound
+    }
+
+    /// Every second, each loop checks its connections' deadlines.
+    private func scheduleSweep(on loop: EventLoop) {
+        loop.schedule(afterMilliseconds: 1000) { [self] in
+            let now = MonotonicClock.now()
+            loop.forEachHandler { $0.checkDeadline(now: now) }
+            scheduleSweep(on: loop)
+        }
+    }
+
+    /// Graceful shutdown: stop accepting, close idle connections, let busy
+    /// ones finish their answer (then close them), and after `grace` seconds
+    /// close whatever is left. Blocks until done.
+    /// - Returns: whether every connection finished within the grace period.
+    @discardableResult
+    public func shutdown(grace: Double) -> Bool {
+        guard !shuttingDown.exchange(true, ordering: .acquiringAndReleasing) else { return true }
+        let acceptor = self.acceptor.withLock { $0 }
+        if let acceptor {
+            let done = Atomic<Bool>(false)
+            acceptor.loop.execute {
+                acceptor.stop()
+                done.store(true, ordering: .releasing)
+            }
+            while !done.load(ordering: .acquiring) { usleep(1000) }
+        }
+        for loop in group.loops {
+            loop.execute {
+                loop.forEachHandler { ($0 as? Connection)?.closeIfIdle() }
+            }
+        }
+        let deadline = MonotonicClock.now() + UInt64(grace * 1e9)
+        while openConnections > 0 && MonotonicClock.now() < deadline { usleep(10_000) }
+        let clean = openConnections == 0
+        if !clean {
+            for loop in group.loops {
+                loop.execute { loop.forEachHandler { ($0 as? Connection)?.close() } }
+            }
+            let hardDeadline = MonotonicClock.now() + 1_000_000_000
+            while openConnections > 0 && MonotonicClock.now() < hardDeadline { usleep(10_000) }
+        }
+        return clean
+    }
+
+    // MARK: - Accounting, called on loops
+
+    func connectionOpened() -> Bool {
+        let now = open.wrappingAdd(1, ordering: .relaxed).newValue
+        if now > configuration.maxConnections {
+            open.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        accepted.wrappingAdd(1, ordering: .relaxed)
+        return true
+    }
+
+    func connectionClosed() {
+        open.wrappingSubtract(1, ordering: .relaxed)
+    }
+}
+
+extension HTTPHandler {
+    public func serverNotice(_ message: String) {}
+}

@@ -1,0 +1,268 @@
+import CCurl
+import EventLoops
+import HTTP1
+
+/// Exchanges with the upstream through one libcurl multi handle, driven on
+/// one event loop with `curl_multi_socket_action`: curl's sockets sit in the
+/// loop's epoll set beside the client connections, and its timer is a loop
+/// timer, so a request's whole way (client, upstream, answer) stays on one
+/// thread. The multi handle's connection cache keeps upstream connections,
+/// TLS included, alive across requests; easy handles are reused.
+///
+/// `@unchecked Sendable`: confined to `loop`.
+public final class UpstreamClient: @unchecked Sendable {
+    public let loop: EventLoop
+    public let configuration: UpstreamConfiguration
+    private var multi: UnsafeMutableRawPointer?
+    private var idleHandles: [UnsafeMutableRawPointer] = []
+    private var timer: EventLoop.TimerID?
+    private var sockets: [Int32: CurlSocket] = [:]
+    private var active = 0
+    /// Upstream connections opened so far (new TCP/TLS connections, not reuses).
+    public private(set) var connectionsOpened = 0
+
+    /// Once per process, before any thread uses libcurl.
+    public static let globalInit: Void = {
+        curl_global_init(Int(CURL_GLOBAL_ALL))
+    }()
+
+    public static var versionDescription: String { String(cString: curl_version()) }
+
+    public init(loop: EventLoop, configuration: UpstreamConfiguration) {
+        _ = Self.globalInit
+        self.loop = loop
+        self.configuration = configuration
+    }
+
+    /// Creates the multi handle; on the loop.
+    private func ensureMulti() -> UnsafeMutableRawPointer {
+        if let multi { return multi }
+        let m = curl_multi_init()!
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        ccurl_multi_setopt_socket_callback(m, Self.socketCallback)
+        ccurl_multi_setopt_pointer(m, CURLMOPT_SOCKETDATA, me)
+        ccurl_multi_setopt_timer_callback(m, Self.timerCallback)
+        ccurl_multi_setopt_pointer(m, CURLMOPT_TIMERDATA, me)
+        ccurl_multi_setopt_long(m, CURLMOPT_MAXCONNECTS, 512)
+        multi = m
+        return m
+    }
+
+    public var activeTransfers: Int { active }
+
+    /// Sends `request`; `completion` runs on the loop, exactly once.
+    public func send(
+        _ request: UpstreamRequest, completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
+    ) {
+        loop.assertInLoop()
+        let multi = ensureMulti()
+        let easy = idleHandles.popLast() ?? curl_easy_init()!
+        let transfer = Transfer(easy: easy, requestBody: request.body ?? [], maxResponseBytes: configuration.maxResponseBytes)
+        transfer.completion = completion
+        configure(transfer, for: request)
+        let context = Unmanaged.passRetained(transfer).toOpaque()
+        ccurl_easy_setopt_pointer(easy, CURLOPT_PRIVATE, context)
+        ccurl_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, context)
+        ccurl_easy_setopt_pointer(easy, CURLOPT_HEADERDATA, context)
+        let rc = curl_multi_add_handle(multi, easy)
+        if rc != CURLM_OK {
+            Unmanaged<Transfer>.fromOpaque(context).release()
+            recycle(easy)
+            completion(.failure(.unreachable("cannot start the upstream transfer: \(String(cString: curl_multi_strerror(rc)))")))
+            return
+        }
+        active += 1
+    }
+
+    private func configure(_ transfer: Transfer, for request: UpstreamRequest) {
+        let easy = transfer.easy
+        var url = Array(configuration.baseURL.utf8)
+        url.append(contentsOf: request.pathAndQuery)
+        url.append(0)
+        url.withUnsafeBufferPointer { ptr in
+            ptr.withMemoryRebound(to: CChar.self) { _ = ccurl_easy_setopt_string(easy, CURLOPT_URL, $0.baseAddress) }
+        }
+        ccurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        ccurl_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https")
+        ccurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
+        ccurl_easy_setopt_long(easy, CURLOPT_PATH_AS_IS, 1)
+        ccurl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
+        ccurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, configuration.timeoutMilliseconds)
+        ccurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, min(configuration.timeoutMilliseconds, 10_000))
+        if let caFile = configuration.caFile { ccurl_easy_setopt_string(easy, CURLOPT_CAINFO, caFile) }
+        transfer.errorBuffer.withUnsafeMutableBufferPointer {
+            _ = ccurl_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, $0.baseAddress)
+        }
+        ccurl_easy_setopt_data_callback(easy, CURLOPT_WRITEFUNCTION, Transfer.writeCallback)
+        ccurl_easy_setopt_data_callback(easy, CURLOPT_HEADERFUNCTION, Transfer.headerCallback)
+
+        switch request.method {
+        case .get:
+            ccurl_easy_setopt_long(easy, CURLOPT_HTTPGET, 1)
+        case .head:
+            ccurl_easy_setopt_long(easy, CURLOPT_NOBODY, 1)
+        case .post:
+            ccurl_easy_setopt_long(easy, CURLOPT_POST, 1)
+        default:
+            ccurl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.methodName)
+        }
+        if request.body != nil || request.method == .post {
+            ccurl_easy_setopt_off_t(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(transfer.requestBody.count))
+            transfer.requestBody.withUnsafeMutableBytes {
+                _ = ccurl_easy_setopt_pointer(easy, CURLOPT_POSTFIELDS, $0.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 1))
+            }
+        }
+        var list: UnsafeMutablePointer<curl_slist>?
+        for line in request.headerLines {
+            var cLine = line
+            cLine.append(0)
+            cLine.withUnsafeBufferPointer { ptr in
+                ptr.withMemoryRebound(to: CChar.self) { list = curl_slist_append(list, $0.baseAddress) }
+            }
+        }
+        transfer.headers = list
+        ccurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, list)
+    }
+
+    // MARK: - Driving libcurl
+
+    /// Called with CURL_POLL_* for each socket curl wants watched.
+    private static let socketCallback: ccurl_socket_callback = { _, fd, what, userp, _ in
+        let client = Unmanaged<UpstreamClient>.fromOpaque(userp!).takeUnretainedValue()
+        client.watch(fd, what: what)
+        return 0
+    }
+
+    private static let timerCallback: ccurl_timer_callback = { _, timeoutMs, userp in
+        let client = Unmanaged<UpstreamClient>.fromOpaque(userp!).takeUnretainedValue()
+        client.setTimer(milliseconds: timeoutMs)
+        return 0
+    }
+
+    private func watch(_ fd: Int32, what: Int32) {
+        if what == CURL_POLL_REMOVE {
+            if sockets.removeValue(forKey: fd) != nil { loop.unregister(fd) }
+            return
+        }
+        var events: UInt32 = 0
+        if what & CURL_POLL_IN != 0 { events |= EventLoop.readable }
+        if what & CURL_POLL_OUT != 0 { events |= EventLoop.writable }
+        if sockets[fd] != nil {
+            loop.modify(fd, events: events)
+        } else {
+            let socket = CurlSocket(fd: fd, client: self)
+            do {
+                try loop.register(fd, events: events, handler: socket)
+                sockets[fd] = socket
+            } catch {
+                // curl then times the transfer out.
+            }
+        }
+    }
+
+    private func setTimer(milliseconds: Int) {
+        if let timer { loop.cancel(timer) }
+        timer = nil
+        guard milliseconds >= 0 else { return }
+        // Never call back into curl from inside its callback: defer to the loop.
+        timer = loop.schedule(afterMilliseconds: milliseconds) { [weak self] in
+            guard let self else { return }
+            self.timer = nil
+            self.socketAction(CURL_SOCKET_TIMEOUT, events: 0)
+        }
+    }
+
+    func socketAction(_ fd: Int32, events: Int32) {
+        guard let multi else { return }
+        var running: Int32 = 0
+        curl_multi_socket_action(multi, fd, events, &running)
+        collectCompleted(multi)
+    }
+
+    private func collectCompleted(_ multi: UnsafeMutableRawPointer) {
+        var remaining: Int32 = 0
+        while let message = curl_multi_info_read(multi, &remaining) {
+            guard ccurl_msg_kind(message) == CURLMSG_DONE, let easy = ccurl_msg_easy(message) else { continue }
+            let result = ccurl_msg_result(message)
+            var context: UnsafeMutableRawPointer?
+            ccurl_easy_getinfo_pointer(easy, CURLINFO_PRIVATE, &context)
+            var connects = 0
+            ccurl_easy_getinfo_long(easy, CURLINFO_NUM_CONNECTS, &connects)
+            connectionsOpened += connects
+            curl_multi_remove_handle(multi, easy)
+            active -= 1
+            guard let context else { continue }
+            let transfer = Unmanaged<Transfer>.fromOpaque(context).takeRetainedValue()
+            let outcome = outcome(of: transfer, code: result)
+            let completion = transfer.completion
+            transfer.completion = nil
+            recycle(easy)
+            completion?(outcome)
+        }
+    }
+
+    private func outcome(of transfer: Transfer, code: CURLcode) -> Result<UpstreamResponse, UpstreamError> {
+        if code == CURLE_OK {
+            if transfer.status < 100 || transfer.status > 999 {
+                return .failure(.failed("malformed status line from the upstream"))
+            }
+            return .success(transfer.makeResponse())
+        }
+        let detail = transfer.errorMessage.isEmpty ? String(cString: curl_easy_strerror(code)) : transfer.errorMessage
+        switch code {
+        case CURLE_OPERATION_TIMEDOUT:
+            return .failure(.timeout)
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_CONNECT, CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION,
+            CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER, CURLE_SSL_ISSUER_ERROR,
+            CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT:
+            return .failure(.unreachable(detail))
+        case CURLE_WRITE_ERROR where transfer.tooLarge:
+            return .failure(.failed("upstream answer larger than \(configuration.maxResponseBytes) bytes"))
+        default:
+            return .failure(.failed(detail))
+        }
+    }
+
+    private func recycle(_ easy: UnsafeMutableRawPointer) {
+        curl_easy_reset(easy)
+        if idleHandles.count < 256 {
+            idleHandles.append(easy)
+        } else {
+            curl_easy_cleanup(easy)
+        }
+    }
+
+    /// Releases libcurl's resources; on the loop, once no transfer is running.
+    public func close() {
+        loop.assertInLoop()
+        if let timer { loop.cancel(timer) }
+        timer = nil
+        if let multi {
+            curl_multi_cleanup(multi)  // closes cached connections; REMOVE callbacks run here
+            self.multi = nil
+        }
+        for fd in sockets.keys { loop.unregister(fd) }
+        sockets.removeAll()
+        for easy in idleHandles { curl_easy_cleanup(easy) }
+        idleHandles.removeAll()
+    }
+}
+
+/// A socket of libcurl's in the loop's epoll set.
+final class CurlSocket: EventHandler {
+    let fd: Int32
+    unowned let client: UpstreamClient
+
+    init(fd: Int32, client: UpstreamClient) {
+        self.fd = fd
+        self.client = client
+    }
+
+    func handleEvent(_ events: UInt32) {
+        var bits: Int32 = 0
+        if events & (EventLoop.readable | EventLoop.hangup) != 0 { bits |= CURL_CSELECT_IN }
+        if events & EventLoop.writable != 0 { bits |= CURL_CSELECT_OUT }
+        if events & EventLoop.error != 0 { bits |= CURL_CSELECT_ERR }
+        client.socketAction(fd, events: bits)
+    }
+}

@@ -1,0 +1,80 @@
+import HTTP1
+
+/// Where and how to reach the upstream API.
+public struct UpstreamConfiguration: Sendable {
+    /// `https://api.iamport.kr`, without a trailing slash.
+    public var baseURL: String
+    /// PEM bundle to trust instead of the system store. Verification is always on.
+    public var caFile: String?
+    /// Whole exchange, connect included.
+    public var timeoutMilliseconds: Int
+    /// Largest answer accepted from the upstream.
+    public var maxResponseBytes: Int
+
+    public init(baseURL: String, caFile: String? = nil, timeoutMilliseconds: Int = 30_000, maxResponseBytes: Int = 64 << 20) {
+        var base = baseURL
+        while base.hasSuffix("/") { base.removeLast() }
+        self.baseURL = base
+        self.caFile = caFile
+        self.timeoutMilliseconds = timeoutMilliseconds
+        self.maxResponseBytes = maxResponseBytes
+    }
+}
+
+/// One request to the upstream. `headerLines` are complete `Name: value`
+/// lines without CRLF, as libcurl takes them.
+public struct UpstreamRequest: Sendable {
+    public var method: Method
+    /// The method's own bytes, for methods outside `Method`'s list.
+    public var methodName: String
+    /// Path and query, starting with `/`.
+    public var pathAndQuery: [UInt8]
+    public var headerLines: [[UInt8]]
+    public var body: [UInt8]?
+
+    public init(method: Method, methodName: String, pathAndQuery: [UInt8], headerLines: [[UInt8]], body: [UInt8]?) {
+        self.method = method
+        self.methodName = methodName
+        self.pathAndQuery = pathAndQuery
+        self.headerLines = headerLines
+        self.body = body
+    }
+}
+
+public struct UpstreamResponse: Sendable {
+    public var status: Int
+    public var reason: [UInt8]?
+    /// End-to-end header lines, each ending in CRLF; hop-by-hop fields and
+    /// Content-Length removed.
+    public var headerBlock: [UInt8]
+    public var body: [UInt8]
+    /// The Content-Length the upstream declared (kept for answers to HEAD).
+    public var declaredLength: Int?
+    /// Whether the upstream sent its own X-Request-Id.
+    public var hasRequestID = false
+
+    public init(status: Int, reason: [UInt8]? = nil, headerBlock: [UInt8] = [], body: [UInt8] = [], declaredLength: Int? = nil) {
+        self.status = status
+        self.reason = reason
+        self.headerBlock = headerBlock
+        self.body = body
+        self.declaredLength = declaredLength
+    }
+}
+
+public enum UpstreamError: Error, Sendable, Equatable {
+    /// Could not connect, resolve or complete TLS: nothing was sent.
+    case unreachable(String)
+    /// No complete answer within the timeout.
+    case timeout
+    /// The exchange broke after the request may have been sent (reset,
+    /// malformed answer, answer too large).
+    case failed(String)
+
+    public var message: String {
+        switch self {
+        case .unreachable(let m), .failed(let m): return m
+        case .timeout: return "no answer within the upstream timeout"
+        }
+    }
+}

@@ -1,0 +1,36 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import FakeIamport
+
+/// Runs the fake iamport API (for `make demo` and manual tests). Its
+/// credentials are test values, so unlike the proxy's they may be flags.
+@main
+struct FakeIamportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fake-iamport", abstract: "A fake of the iamport REST API, for tests and demos.")
+
+    @Option(help: "Address to listen on, HOST:PORT.") var listen = "127.0.0.1:9090"
+    @Option(help: "The REST API key it accepts.") var apiKey = "demo-key"
+    @Option(help: "The REST API secret it accepts.") var apiSecret = "demo-secret"
+    @Option(help: "Token lifetime in seconds.") var tokenLifetime = 1800
+    @Option(help: "Seconds added to this machine's clock.") var clockOffset = 0
+
+    func run() throws {
+        signal(SIGPIPE, SIG_IGN)
+        var stop = sigset_t()
+        sigemptyset(&stop)
+        sigaddset(&stop, SIGTERM)
+        sigaddset(&stop, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &stop, nil)
+        let fake = FakeIamport(configuration: .init(
+            apiKey: apiKey, apiSecret: apiSecret, tokenLifetime: tokenLifetime, clockOffset: clockOffset))
+        let address = try fake.start(listen: listen)
+        print("fake iamport listening on \(address)")
+        fflush(nil)
+        var received: Int32 = 0
+        sigwait(&stop, &received)
+        fake.stop()
+    }
+}

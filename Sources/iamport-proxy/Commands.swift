@@ -1,0 +1,208 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import EventLoops
+import Iamport
+import Logging
+import Proxy
+import Server
+import Upstream
+
+let version = "0.1.0"
+
+/// Flags shared by every subcommand. The API key and secret have no flag
+/// (a flag would show in `ps`): they come from the environment or files.
+struct CommonOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Address to listen on, HOST:PORT (port 0: any free port). Env: IAMPORT_PROXY_LISTEN. Default: 127.0.0.1:8080.", valueName: "host:port"))
+    var listen: String?
+
+    @Option(name: .long, help: ArgumentHelp("Base URL of the iamport API. Env: IAMPORT_PROXY_UPSTREAM. Default: https://api.iamport.kr.", valueName: "url"))
+    var upstream: String?
+
+    @Option(name: .customLong("upstream-ca-file"), help: ArgumentHelp("PEM bundle to trust for the upstream instead of the system store. Env: IAMPORT_PROXY_UPSTREAM_CA_FILE.", valueName: "path"))
+    var upstreamCAFile: String?
+
+    @Option(name: .customLong("api-key-file"), help: ArgumentHelp("File holding the REST API key. Env: IAMPORT_API_KEY_FILE, or IAMPORT_API_KEY with the key itself.", valueName: "path"))
+    var apiKeyFile: String?
+
+    @Option(name: .customLong("api-secret-file"), help: ArgumentHelp("File holding the REST API secret. Env: IAMPORT_API_SECRET_FILE, or IAMPORT_API_SECRET with the secret itself.", valueName: "path"))
+    var apiSecretFile: String?
+
+    @Option(name: .customLong("client-token-file"), help: ArgumentHelp("File holding the token clients must present. Env: IAMPORT_PROXY_CLIENT_TOKEN_FILE, or IAMPORT_PROXY_CLIENT_TOKEN. Default: none (no inbound authentication).", valueName: "path"))
+    var clientTokenFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("Allow only these calls, 'METHOD /path/pattern' (* one segment, ** the rest); repeatable. Env: IAMPORT_PROXY_ALLOW (comma-separated). Default: every call allowed.", valueName: "rule"))
+    var allow: [String] = []
+
+    @Option(name: .customLong("upstream-timeout"), help: ArgumentHelp("Seconds to wait for the upstream's answer. Env: IAMPORT_PROXY_UPSTREAM_TIMEOUT. Default: 30.", valueName: "seconds"))
+    var upstreamTimeout: Double?
+
+    @Option(name: .customLong("max-body-bytes"), help: ArgumentHelp("Largest request body. Env: IAMPORT_PROXY_MAX_BODY_BYTES. Default: 1048576.", valueName: "n"))
+    var maxBodyBytes: Int?
+
+    @Option(name: .customLong("max-header-bytes"), help: ArgumentHelp("Largest request head. Env: IAMPORT_PROXY_MAX_HEADER_BYTES. Default: 32768.", valueName: "n"))
+    var maxHeaderBytes: Int?
+
+    @Option(name: .customLong("max-connections"), help: ArgumentHelp("Most client connections open at once. Env: IAMPORT_PROXY_MAX_CONNECTIONS. Default: 4096.", valueName: "n"))
+    var maxConnections: Int?
+
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical. Env: IAMPORT_PROXY_LOG_LEVEL. Default: info.", valueName: "level"))
+    var logLevel: String?
+
+    @Option(name: .customLong("log-format"), help: ArgumentHelp("text or json. Env: IAMPORT_PROXY_LOG_FORMAT. Default: text.", valueName: "format"))
+    var logFormat: String?
+}
+
+@main
+struct IamportProxy: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "iamport-proxy",
+        abstract: "An authenticating reverse proxy for the iamport (PortOne V1) REST API.",
+        discussion: """
+            The proxy holds the REST API key and secret, gets and caches the access token, adds \
+            'Authorization: Bearer <token>' to each request and forwards it to the API. \
+            Exit status: 0 after a clean shutdown, 1 for a runtime failure, 2 for a configuration error.
+            """,
+        version: version,
+        subcommands: [Serve.self, Check.self, HealthCheck.self],
+        defaultSubcommand: Serve.self)
+
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as ConfigurationError {
+            printError("iamport-proxy: configuration error: \(error)")
+            Glibc.exit(2)
+        } catch let error as RuntimeFailure {
+            printError("iamport-proxy: \(error)")
+            Glibc.exit(1)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                exit(withError: error)
+            }
+            printError(fullMessage(for: error))
+            Glibc.exit(2)  // usage errors are configuration errors
+        }
+    }
+}
+
+/// One line to standard error, in one write.
+func printError(_ text: String) {
+    var line = Array(text.utf8)
+    line.append(0x0A)
+    _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
+
+struct RuntimeFailure: Error, CustomStringConvertible {
+    let description: String
+}
+
+func makeLogger(level: Logger.Level, format: LineLogHandler.Format) -> Logger {
+    var logger = Logger(label: "iamport-proxy") { label in
+        LineLogHandler(label: label, level: level, format: format)
+    }
+    logger.logLevel = level
+    return logger
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Run the proxy (the default).")
+
+    @OptionGroup var options: CommonOptions
+
+    func run() throws {
+        let settings = try Settings.resolve(options, env: Environment.current())
+        let configuration = try settings.proxyConfiguration()
+        // Signals: ignore SIGPIPE (OpenSSL can raise it); take SIGTERM and SIGINT
+        // synchronously with sigwait, blocked before any thread starts.
+        signal(SIGPIPE, SIG_IGN)
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        sigaddset(&stopSignals, SIGTERM)
+        sigaddset(&stopSignals, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+
+        let logger = makeLogger(level: settings.logLevel, format: settings.logFormat)
+        _ = UpstreamClient.globalInit
+        let service: ProxyService
+        do {
+            service = try ProxyService(configuration: configuration, logger: logger)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw RuntimeFailure(description: "cannot start: \(error)")
+        }
+        if settings.upstream.lowercased().hasPrefix("http://") {
+            logger.warning("the upstream is plain HTTP: use https:// outside tests", metadata: ["upstream": "\(settings.upstream)"])
+        }
+        logger.info("listening on \(service.address)", metadata: [
+            "upstream": "\(settings.upstream)", "version": "\(version)",
+            "client_token": "\(settings.clientToken == nil ? "off" : "on")",
+            "allow_rules": "\(settings.allow.count)", "loops": "\(service.group.loops.count)",
+        ])
+        var received: Int32 = 0
+        sigwait(&stopSignals, &received)
+        logger.info("shutting down", metadata: ["signal": "\(received == SIGTERM ? "SIGTERM" : "SIGINT")"])
+        let clean = service.shutdown(grace: 10)
+        logger.info("stopped", metadata: ["clean": "\(clean)"])
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Fetch a token with the configured credentials; exit 0, or 1 with the API's message.")
+
+    @OptionGroup var options: CommonOptions
+
+    func run() throws {
+        let settings = try Settings.resolve(options, env: Environment.current())
+        let configuration = try settings.proxyConfiguration()
+        signal(SIGPIPE, SIG_IGN)
+        _ = UpstreamClient.globalInit
+        let group = try EventLoopGroup(count: 1)
+        let upstream = UpstreamClient(loop: group.loops[0], configuration: configuration.upstream)
+        let client = GetTokenClient(upstream: upstream, apiKey: settings.apiKey, apiSecret: settings.apiSecret)
+        let outcome = CheckOutcome()
+        client.fetchToken { outcome.set($0) }
+        let result = outcome.wait(seconds: settings.upstreamTimeout + 5)
+        let done = CheckOutcome()
+        group.loops[0].execute {
+            upstream.close()
+            done.set(.failure(.unavailable("")))
+        }
+        _ = done.wait(seconds: 5)
+        group.shutdown()
+        switch result {
+        case .success(let token):
+            print("ok: a token was issued, valid for \(token.lifetime) s (by the API's clock)")
+        case .failure(let error):
+            throw RuntimeFailure(description: "check failed: \(error.message)")
+        case nil:
+            throw RuntimeFailure(description: "check failed: no answer from the token endpoint in time")
+        }
+    }
+}
+
+struct HealthCheck: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "healthcheck",
+        abstract: "Probe a running proxy's /_proxy/readyz on the listen address; exit 0 when ready (for container health checks).")
+
+    @OptionGroup var options: CommonOptions
+
+    func run() throws {
+        let env = Environment.current()
+        var listen = options.listen ?? env["IAMPORT_PROXY_LISTEN"] ?? Settings.defaultListen
+        if listen.hasPrefix("0.0.0.0:") { listen = "127.0.0.1:" + listen.dropFirst(8) }
+        if listen.hasPrefix("[::]:") { listen = "[::1]:" + listen.dropFirst(5) }
+        let status = try ReadinessProbe.status(of: listen, timeoutSeconds: 3)
+        guard status == 200 else {
+            throw RuntimeFailure(description: "not ready (HTTP \(status))")
+        }
+        print("ready")
+    }
+}

@@ -196,8 +196,9 @@ public struct HeadParser: Sendable {
                 forEachListElement(value) { coding in
                     sawAny = true
                     if failure != nil { return }
-                    if chunked { failure = .badRequest("chunked is not the last transfer coding") }
-                    if coding.isEmpty {
+                    if chunked {
+                        failure = .badRequest("chunked is not the last transfer coding")
+                    } else if coding.isEmpty {
                         failure = .badRequest("empty transfer coding")
                     } else if coding.equalsLowercased("chunked") {
                         chunked = true

@@ -40,6 +40,11 @@ public struct Token: Sendable {
 
     /// Renew when the remaining lifetime falls below min(60 s, 1/5 of the issued lifetime).
     public var refreshAt: Double { expiresAt - min(60, issuedLifetime / 5) }
+
+    /// Handed out until this close to expiry: 1 s, less for short-lived tokens.
+    public var expiryMargin: Double { min(1, issuedLifetime / 10) }
+
+    public func isUsable(at now: Double) -> Bool { now < expiresAt - expiryMargin }
 }
 
 public enum TokenError: Error, Sendable, Equatable {

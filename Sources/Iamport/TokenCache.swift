@@ -62,11 +62,15 @@ public final class TokenCache: Sendable {
         /// When the next background fetch is due (refresh ahead or retry).
         var nextFetchAt: Double = .infinity
         var timerSerial: UInt64 = 0
+        /// Waiters are parked until a dying token has expired (see minimumUsefulLifetime).
+        var parked = false
     }
 
-    /// A token this close to expiry is no longer handed out.
-    static let expiryMargin: Double = 1
     static let maxBackoff: Double = 30
+    /// A token issued with less life than this is not used: the cache waits
+    /// for it to expire and fetches a new one, instead of fetching again and
+    /// again while the API keeps returning the dying token.
+    static let minimumUsefulLifetime: Int64 = 2
 
     private let state = Mutex(State())
     private let source: any TokenSource
@@ -95,7 +99,7 @@ public final class TokenCache: Sendable {
         let now = clock.now()
         var renew: FetchReason?
         let token = state.withLock { s -> Token? in
-            guard let t = s.current, now < t.expiresAt - Self.expiryMargin else { return nil }
+            guard let t = s.current, t.isUsable(at: now) else { return nil }
             renew = Self.backgroundFetchDue(&s, now: now)
             return t
         }
@@ -114,7 +118,7 @@ public final class TokenCache: Sendable {
         let now = clock.now()
         enum Next { case deliver(Token), wait, fetch, fail(String) }
         let next = state.withLock { s -> Next in
-            if let t = s.current, now < t.expiresAt - Self.expiryMargin { return .deliver(t) }
+            if let t = s.current, t.isUsable(at: now) { return .deliver(t) }
             s.current = nil
             if s.fetching != nil {
                 s.waiters.append(completion)
@@ -142,7 +146,7 @@ public final class TokenCache: Sendable {
         var dropped = false
         let next = state.withLock { s -> Next in
             if let t = s.current {
-                if t.value != used.value, now < t.expiresAt - Self.expiryMargin { return .deliver(t) }
+                if t.value != used.value, t.isUsable(at: now) { return .deliver(t) }
                 if t.value == used.value {
                     s.current = nil
                     dropped = true
@@ -169,7 +173,7 @@ public final class TokenCache: Sendable {
     public func status() -> TokenStatus {
         let now = clock.now()
         return state.withLock { s in
-            let valid = s.current.map { now < $0.expiresAt - Self.expiryMargin } ?? false
+            let valid = s.current.map { $0.isUsable(at: now) } ?? false
             return TokenStatus(
                 valid: valid, expiresIn: s.current.map { $0.expiresAt - now }, lastError: s.lastError,
                 fetching: s.fetching != nil, generation: s.generation)
@@ -205,6 +209,21 @@ public final class TokenCache: Sendable {
             var result = result
             if case .success(let issued) = result, issued.lifetime <= 0 {
                 result = .failure(.unavailable("the token endpoint returned an expired token"))
+            }
+            if case .success(let issued) = result, issued.lifetime < Self.minimumUsefulLifetime,
+                s.current.map({ !$0.isUsable(at: now) }) ?? true
+            {
+                // The API handed back a token about to expire: keep the waiters
+                // parked and ask again just after it has expired.
+                s.fetching = .retry
+                s.parked = true
+                s.waiters = waiters
+                s.timerSerial += 1
+                let at = startedAt + Double(issued.lifetime) + 0.05
+                s.nextFetchAt = at
+                timer = (at, s.timerSerial)
+                events.append(.notExtended(retryIn: at - now))
+                return ([], .failure(.unavailable("")))
             }
             switch result {
             case .success(let issued):
@@ -247,7 +266,7 @@ public final class TokenCache: Sendable {
                 s.retryAt = now + backoff
                 s.lastError = error.message
                 s.nextFetchAt = s.retryAt
-                if let t = s.current, t.expiresAt - Self.expiryMargin <= now { s.current = nil }
+                if let t = s.current, !t.isUsable(at: now) { s.current = nil }
                 s.timerSerial += 1
                 timer = (s.nextFetchAt, s.timerSerial)
                 events.append(.fetchFailed(reason: reason, message: error.message, retryIn: backoff))
@@ -265,10 +284,15 @@ public final class TokenCache: Sendable {
         let now = clock.now()
         var reschedule: Double?
         let reason = state.withLock { s -> FetchReason? in
-            guard serial == s.timerSerial else { return nil }
-            if s.fetching == nil && now < s.nextFetchAt && s.nextFetchAt.isFinite {
+            guard serial == s.timerSerial, s.nextFetchAt.isFinite else { return nil }
+            if now < s.nextFetchAt {
                 reschedule = s.nextFetchAt  // fired early
                 return nil
+            }
+            if s.parked {
+                s.parked = false
+                s.nextFetchAt = .infinity
+                return .retry  // the parked re-fetch after a dying token
             }
             return Self.backgroundFetchDue(&s, now: now)
         }

@@ -52,16 +52,20 @@ let package = Package(
             dependencies: ["FakeIamport", "Server", "EventLoops", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: strict),
         .testTarget(name: "IamportTests", dependencies: ["Iamport", "EventLoops"], swiftSettings: strict),
         .testTarget(
             name: "ProxyTests",
-            dependencies: ["Proxy", "Server", "HTTP1", "FakeIamport", "Iamport", "Upstream", "EventLoops"],
+            dependencies: [
+                "Proxy", "Server", "HTTP1", "FakeIamport", "Iamport", "Upstream", "EventLoops", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["FakeIamport", "Server", "HTTP1", "EventLoops"],
+            dependencies: ["FakeIamport", "Server", "HTTP1", "EventLoops", "TestSupport"],
             swiftSettings: strict
         ),
     ],

@@ -26,9 +26,13 @@ public final class FakeIamport: HTTPHandler {
         public var extensionSeconds: Int
         /// Seconds added to the machine's clock for `now` and `expired_at`.
         public var clockOffset: Int
+        /// How long getToken takes to answer.
+        public var getTokenDelayMilliseconds: Int
 
         public init(apiKey: String = "test-key", apiSecret: String = "test-secret", tokenLifetime: Int = 1800,
-                    extensionWindow: Int = 60, extensionSeconds: Int = 300, clockOffset: Int = 0) {
+                    extensionWindow: Int = 60, extensionSeconds: Int = 300, clockOffset: Int = 0,
+                    getTokenDelayMilliseconds: Int = 0) {
+            self.getTokenDelayMilliseconds = getTokenDelayMilliseconds
             self.apiKey = apiKey
             self.apiSecret = apiSecret
             self.tokenLifetime = tokenLifetime
@@ -168,12 +172,16 @@ public final class FakeIamport: HTTPHandler {
         if fault == "garbage" { responder.respondRaw(Array("SPDY/9 what\r\n\r\n".utf8)); return }
 
         let response: Response
+        var delay = 0
         if method == "POST" && path == "/users/getToken" {
             response = getToken(body: request.body)
+            delay = state.withLock { $0.configuration.getTokenDelayMilliseconds }
         } else {
             response = api(recorded, path: path, fault: fault)
         }
-        if fault.hasPrefix("delay="), let ms = Int(fault.dropFirst(6)) {
+        if fault.hasPrefix("delay="), let ms = Int(fault.dropFirst(6)) { delay = ms }
+        if delay > 0 {
+            let ms = delay
             let loop = request.loop
             loop.execute { loop.schedule(afterMilliseconds: ms) { responder.respond(response) } }
         } else {
@@ -323,7 +331,7 @@ public final class FakeIamport: HTTPHandler {
     }
 
     /// Bytes that must pass through untouched (they are not decompressed).
-    static let gzipBody: [UInt8] = [
+    public static let gzipBody: [UInt8] = [
         0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xab, 0x56, 0x4a, 0xce, 0x4f, 0x49, 0x55, 0xb2,
         0x32, 0xa8, 0x05, 0x00, 0x97, 0x4e, 0x2d, 0x5c, 0x0a, 0x00, 0x00, 0x00,
     ]

@@ -71,7 +71,9 @@ public enum ResponseSerializer {
         var sendsBody = false
         if !Response.statusHasNoBody(response.status) {
             if requestMethod == .head {
-                if let declared = response.declaredLength {
+                // The length a GET would have: declared by the origin, or that of
+                // the body a local handler built.
+                if let declared = response.declaredLength ?? (response.body.isEmpty ? nil : response.body.count) {
                     out.append(contentsOf: "Content-Length: ".utf8)
                     appendDecimal(declared, to: &out)
                     out.append(contentsOf: "\r\n".utf8)

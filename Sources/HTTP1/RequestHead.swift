@@ -56,6 +56,9 @@ public enum Method: UInt8, Sendable {
 
     public var hasNoResponseBody: Bool { self == .head }
 
+    /// Safe methods (RFC 9110 §9.2.1): sending one twice changes nothing.
+    public var isSafe: Bool { self == .get || self == .head || self == .options || self == .trace }
+
     static func classify(_ bytes: ArraySlice<UInt8>) -> Method {
         // Methods are case-sensitive (RFC 9110 §9.1).
         switch bytes.count {

@@ -294,22 +294,22 @@ public final class ProxyHandler: HTTPHandler {
 
     private func finish(_ exchange: Exchange, _ response: Response, upstreamStatus: Int?, context: LoopContext,
                         error: (ProxyError, String)? = nil) {
-        exchange.responder.respond(response)
         record(exchange.clientRequest, status: response.status, context: context)
         logAccess(head: exchange.clientRequest.head, requestID: exchange.requestID,
                   clientAddress: exchange.clientRequest.clientAddress, status: response.status,
                   upstreamStatus: upstreamStatus, bytes: response.body.count,
                   startedAt: exchange.clientRequest.receivedAt, renewed: exchange.renewed, replayed: exchange.replayed,
                   error: error?.0, message: error?.1)
+        exchange.responder.respond(response)
     }
 
     private func respond(_ response: Response, _ request: Request, _ requestID: [UInt8], _ responder: Responder,
                          context: LoopContext) {
-        responder.respond(response)
         record(request, status: response.status, context: context)
         logAccess(head: request.head, requestID: requestID, clientAddress: request.clientAddress,
                   status: response.status, upstreamStatus: nil, bytes: response.body.count,
                   startedAt: request.receivedAt, renewed: false, replayed: false, error: nil, message: nil)
+        responder.respond(response)
     }
 
     // MARK: - Server's own answers

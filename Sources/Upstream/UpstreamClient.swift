@@ -96,6 +96,14 @@ public final class UpstreamClient: @unchecked Sendable {
         ccurl_easy_setopt_data_callback(easy, CURLOPT_WRITEFUNCTION, Transfer.writeCallback)
         ccurl_easy_setopt_data_callback(easy, CURLOPT_HEADERFUNCTION, Transfer.headerCallback)
 
+        // libcurl re-sends a request by itself when a reused connection dies
+        // before any byte of the answer, whatever the method. The API may
+        // already have acted on it (a cancel, a billing-key payment), so only
+        // safe methods may travel on a reused connection; the others get a
+        // fresh one, which later safe requests can then reuse.
+        if !request.method.isSafe {
+            ccurl_easy_setopt_long(easy, CURLOPT_FRESH_CONNECT, 1)
+        }
         switch request.method {
         case .get:
             ccurl_easy_setopt_long(easy, CURLOPT_HTTPGET, 1)
@@ -214,7 +222,7 @@ public final class UpstreamClient: @unchecked Sendable {
             return .failure(.timeout)
         case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_CONNECT, CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION,
             CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER, CURLE_SSL_ISSUER_ERROR,
-            CURLE_UNSUPPORTED_PROTOCOL, CURLE_URL_MALFORMAT:
+            CURLE_URL_MALFORMAT:
             return .failure(.unreachable(detail))
         case CURLE_WRITE_ERROR where transfer.tooLarge:
             return .failure(.failed("upstream answer larger than \(configuration.maxResponseBytes) bytes"))

@@ -65,8 +65,13 @@ struct IamportProxy: ParsableCommand {
             Exit status: 0 after a clean shutdown, 1 for a runtime failure, 2 for a configuration error.
             """,
         version: version,
-        subcommands: [Serve.self, Check.self, HealthCheck.self],
-        defaultSubcommand: Serve.self)
+        subcommands: [Check.self, HealthCheck.self])
+
+    @OptionGroup var options: CommonOptions
+
+    func run() throws {
+        try serve(options)
+    }
 
     static func main() {
         do {
@@ -108,47 +113,41 @@ func makeLogger(level: Logger.Level, format: LineLogHandler.Format) -> Logger {
     return logger
 }
 
-struct Serve: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "serve", abstract: "Run the proxy (the default).")
+/// Runs the proxy until SIGTERM or SIGINT.
+func serve(_ options: CommonOptions) throws {
+    let settings = try Settings.resolve(options, env: Environment.current())
+    let configuration = try settings.proxyConfiguration()
+    // Signals: ignore SIGPIPE (OpenSSL can raise it); take SIGTERM and SIGINT
+    // synchronously with sigwait, blocked before any thread starts.
+    signal(SIGPIPE, SIG_IGN)
+    var stopSignals = sigset_t()
+    sigemptyset(&stopSignals)
+    sigaddset(&stopSignals, SIGTERM)
+    sigaddset(&stopSignals, SIGINT)
+    pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
 
-    @OptionGroup var options: CommonOptions
-
-    func run() throws {
-        let settings = try Settings.resolve(options, env: Environment.current())
-        let configuration = try settings.proxyConfiguration()
-        // Signals: ignore SIGPIPE (OpenSSL can raise it); take SIGTERM and SIGINT
-        // synchronously with sigwait, blocked before any thread starts.
-        signal(SIGPIPE, SIG_IGN)
-        var stopSignals = sigset_t()
-        sigemptyset(&stopSignals)
-        sigaddset(&stopSignals, SIGTERM)
-        sigaddset(&stopSignals, SIGINT)
-        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
-
-        let logger = makeLogger(level: settings.logLevel, format: settings.logFormat)
-        _ = UpstreamClient.globalInit
-        let service: ProxyService
-        do {
-            service = try ProxyService(configuration: configuration, logger: logger)
-        } catch {
-            logger.critical("cannot start: \(error)")
-            throw RuntimeFailure(description: "cannot start: \(error)")
-        }
-        if settings.upstream.lowercased().hasPrefix("http://") {
-            logger.warning("the upstream is plain HTTP: use https:// outside tests", metadata: ["upstream": "\(settings.upstream)"])
-        }
-        logger.info("listening on \(service.address)", metadata: [
-            "upstream": "\(settings.upstream)", "version": "\(version)",
-            "client_token": "\(settings.clientToken == nil ? "off" : "on")",
-            "allow_rules": "\(settings.allow.count)", "loops": "\(service.group.loops.count)",
-        ])
-        var received: Int32 = 0
-        sigwait(&stopSignals, &received)
-        logger.info("shutting down", metadata: ["signal": "\(received == SIGTERM ? "SIGTERM" : "SIGINT")"])
-        let clean = service.shutdown(grace: 10)
-        logger.info("stopped", metadata: ["clean": "\(clean)"])
+    let logger = makeLogger(level: settings.logLevel, format: settings.logFormat)
+    _ = UpstreamClient.globalInit
+    let service: ProxyService
+    do {
+        service = try ProxyService(configuration: configuration, logger: logger)
+    } catch {
+        logger.critical("cannot start: \(error)")
+        throw RuntimeFailure(description: "cannot start: \(error)")
     }
+    if settings.upstream.lowercased().hasPrefix("http://") {
+        logger.warning("the upstream is plain HTTP: use https:// outside tests", metadata: ["upstream": "\(settings.upstream)"])
+    }
+    logger.info("listening on \(service.address)", metadata: [
+        "upstream": "\(settings.upstream)", "version": "\(version)",
+        "client_token": "\(settings.clientToken == nil ? "off" : "on")",
+        "allow_rules": "\(settings.allow.count)", "loops": "\(service.group.loops.count)",
+    ])
+    var received: Int32 = 0
+    sigwait(&stopSignals, &received)
+    logger.info("shutting down", metadata: ["signal": "\(received == SIGTERM ? "SIGTERM" : "SIGINT")"])
+    let clean = service.shutdown(grace: 10)
+    logger.info("stopped", metadata: ["clean": "\(clean)"])
 }
 
 struct Check: ParsableCommand {

@@ -1,0 +1,213 @@
+import Dispatch
+import FakeIamport
+import Foundation
+import Synchronization
+import TestSupport
+import Testing
+
+@Suite(.serialized) struct BinaryTests {
+    @Test func plainUpstreamAndCleanShutdown() throws {
+        let h = try BinaryHarness()
+        #expect(h.waitUntilReady())
+        let answer = try HTTPTestClient.get(port: h.port, "/payments/imp_e2e")
+        #expect(answer.status == 200)
+        #expect((answer.json?["response"] as? [String: Any])?["imp_uid"] as? String == "imp_e2e")
+        let cancel = try HTTPTestClient.post(port: h.port, "/payments/cancel", json: #"{"imp_uid":"imp_e2e"}"#)
+        #expect(cancel.status == 200)
+        #expect(h.stop() == 0)
+        #expect(h.proxy.text.contains("stopped"))
+        #expect(h.proxy.text.contains("method=GET path=/payments/imp_e2e"))
+    }
+
+    @Test func tlsUpstreamWithACAMadeAtTestTimeReusesConnections() throws {
+        let fake = FakeIamport(configuration: .init(apiKey: BinaryHarness.apiKey, apiSecret: BinaryHarness.apiSecret))
+        let fakePort = try fake.start().port
+        let tls = try TLSFront(backendPort: fakePort)
+        defer { tls.stop(); fake.stop() }
+        let binary = Paths.executable("iamport-proxy")
+        let proxy = try ProcessRunner(binary, arguments: ["--upstream", "https://localhost:\(tls.port)", "--upstream-ca-file", tls.caFile, "--listen", "127.0.0.1:0"],
+                                      environment: ["IAMPORT_API_KEY": BinaryHarness.apiKey, "IAMPORT_API_SECRET": BinaryHarness.apiSecret])
+        defer { _ = proxy.stop() }
+        let port = try #require(proxy.listeningPort())
+        let client = try HTTPTestClient(port: port)
+        for n in 0..<50 {
+            try client.send("GET /payments/imp_tls_\(n) HTTP/1.1\r\nHost: a\r\n\r\n")
+            let answer = try client.read()
+            #expect(answer.status == 200, "\(answer)")
+            if answer.status != 200 { break }
+        }
+        #expect(fake.getTokenCalls == 1)
+        // Each TLS connection socat accepts is one connection to the fake.
+        #expect(fake.connectionsAccepted <= 2, "50 requests over TLS opened \(fake.connectionsAccepted) connections")
+        #expect(proxy.stop() == 0)
+    }
+
+    @Test func tlsVerificationIsAlwaysOn() throws {
+        let fake = FakeIamport(configuration: .init(apiKey: BinaryHarness.apiKey, apiSecret: BinaryHarness.apiSecret))
+        let fakePort = try fake.start().port
+        let tls = try TLSFront(backendPort: fakePort)
+        defer { tls.stop(); fake.stop() }
+        // No CA file: the test CA is not trusted, so nothing reaches the fake.
+        let proxy = try ProcessRunner(Paths.executable("iamport-proxy"),
+                                      arguments: ["--upstream", "https://localhost:\(tls.port)", "--listen", "127.0.0.1:0"],
+                                      environment: ["IAMPORT_API_KEY": BinaryHarness.apiKey, "IAMPORT_API_SECRET": BinaryHarness.apiSecret])
+        defer { _ = proxy.stop() }
+        let port = try #require(proxy.listeningPort())
+        let answer = try HTTPTestClient.get(port: port, "/payments/imp_1")
+        #expect(answer.status == 502)
+        #expect(answer.header("X-Iamport-Proxy-Error") == "token_unavailable")
+        let message = answer.json?["message"] as? String ?? ""
+        #expect(message.lowercased().contains("certificate"), "\(message)")
+        #expect(fake.getTokenCalls == 0)
+        #expect(try HTTPTestClient.get(port: port, "/_proxy/readyz").status == 503)
+    }
+
+    @Test func noClientVisible401AcrossTokenRotationsUnderSteadyLoad() throws {
+        // Tokens live 3 s and are never extended, so they rotate by expiry;
+        // a revocation in the middle forces one more rotation through a 401.
+        let h = try BinaryHarness(fake: .init(apiKey: BinaryHarness.apiKey, apiSecret: BinaryHarness.apiSecret,
+                                               tokenLifetime: 3, extensionWindow: 0))
+        #expect(h.waitUntilReady())
+        let statuses = Mutex<[Int: Int]>([:])
+        let deadline = Date().addingTimeInterval(10)
+        let group = DispatchGroup()
+        for worker in 0..<4 {
+            DispatchQueue.global().async(group: group) {
+                guard let client = try? HTTPTestClient(port: h.port) else { return }
+                var n = 0
+                while Date() < deadline && n < 20_000 {
+                    n += 1
+                    let status: Int
+                    do {
+                        try client.send("GET /payments/imp_\(worker)_\(n) HTTP/1.1\r\nHost: a\r\n\r\n")
+                        status = try client.read().status
+                    } catch {
+                        status = -1
+                    }
+                    statuses.withLock { $0[status, default: 0] += 1 }
+                    if status == -1 { return }
+                    usleep(2_000)
+                }
+            }
+        }
+        Thread.sleep(forTimeInterval: 5)
+        h.fake.revokeTokens()
+        group.wait()
+        let counts = statuses.withLock { $0 }
+        #expect(counts.keys.sorted() == [200], "statuses seen: \(counts)")
+        #expect((counts[200] ?? 0) > 500)
+        #expect(h.fake.getTokenCalls >= 4, "rotations: \(h.fake.getTokenCalls) getToken calls")
+        #expect(h.stop() == 0)
+    }
+
+    @Test func extensionsInTheLastMinuteKeepTheSameToken() throws {
+        let h = try BinaryHarness(fake: .init(apiKey: BinaryHarness.apiKey, apiSecret: BinaryHarness.apiSecret,
+                                               tokenLifetime: 4, extensionWindow: 2, extensionSeconds: 4))
+        #expect(h.waitUntilReady())
+        let first = h.fake.currentToken
+        let deadline = Date().addingTimeInterval(7)
+        var statuses: [Int] = []
+        while Date() < deadline {
+            statuses.append((try? HTTPTestClient.get(port: h.port, "/payments/imp_x").status) ?? -1)
+            usleep(20_000)
+        }
+        #expect(statuses.allSatisfy { $0 == 200 })
+        #expect(h.fake.currentToken == first, "renewed ahead inside the window: extended, not replaced")
+        #expect(h.fake.getTokenCalls >= 2)
+        #expect(h.fake.unauthorizedAnswers == 0)
+        #expect(h.stop() == 0)
+    }
+}
+
+@Suite(.serialized) struct ConfigurationTests {
+    let base = ["IAMPORT_API_KEY": "k", "IAMPORT_API_SECRET": "s", "IAMPORT_PROXY_UPSTREAM": "http://127.0.0.1:9", "IAMPORT_PROXY_LISTEN": "127.0.0.1:0"]
+
+    func without(_ key: String) -> [String: String] {
+        var env = base
+        env[key] = nil
+        return env
+    }
+
+    @Test(arguments: [
+        ([String](), "IAMPORT_API_SECRET", "IAMPORT_API_SECRET is not set"),
+        ([String](), "IAMPORT_API_KEY", "IAMPORT_API_KEY is not set"),
+        (["--listen", "nonsense"], "", "IAMPORT_PROXY_LISTEN / --listen"),
+        (["--listen", "127.0.0.1:99999"], "", "IAMPORT_PROXY_LISTEN / --listen"),
+        (["--upstream", "ftp://x"], "", "IAMPORT_PROXY_UPSTREAM / --upstream"),
+        (["--upstream-timeout", "0"], "", "IAMPORT_PROXY_UPSTREAM_TIMEOUT / --upstream-timeout"),
+        (["--max-body-bytes", "-1"], "", "IAMPORT_PROXY_MAX_BODY_BYTES"),
+        (["--log-level", "loud"], "", "IAMPORT_PROXY_LOG_LEVEL / --log-level"),
+        (["--log-format", "xml"], "", "IAMPORT_PROXY_LOG_FORMAT / --log-format"),
+        (["--allow", "GET"], "", "IAMPORT_PROXY_ALLOW / --allow"),
+        (["--upstream-ca-file", "/nonexistent/ca.pem"], "", "IAMPORT_PROXY_UPSTREAM_CA_FILE"),
+        (["--api-secret-file", "/nonexistent/secret"], "", "--api-secret-file"),
+        (["--no-such-flag"], "", "no-such-flag"),
+    ])
+    func configurationErrorsExitTwoAndNameTheSetting(arguments: [String], unset: String, expected: String) throws {
+        let env = unset.isEmpty ? base : without(unset)
+        let (status, output) = try runBinary(arguments, environment: env)
+        #expect(status == 2, "\(arguments): \(output)")
+        #expect(output.contains(expected), "\(arguments): \(output)")
+    }
+
+    @Test func aVariableAndItsFileTwinTogetherIsAnError() throws {
+        var env = base
+        env["IAMPORT_API_SECRET_FILE"] = "/etc/hostname"
+        let (status, output) = try runBinary([], environment: env)
+        #expect(status == 2)
+        #expect(output.contains("IAMPORT_API_SECRET and IAMPORT_API_SECRET_FILE are both set"))
+    }
+
+    @Test func secretFilesIgnoreTheTrailingNewlineAndFlagsWinOverVariables() throws {
+        let dir = Paths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "\(BinaryHarness.apiKey)\n".write(toFile: dir + "/key", atomically: true, encoding: .utf8)
+        try "\(BinaryHarness.apiSecret)\r\n".write(toFile: dir + "/secret", atomically: true, encoding: .utf8)
+        let h = try BinaryHarness(arguments: ["--api-key-file", dir + "/key", "--api-secret-file", dir + "/secret", "--listen", "127.0.0.1:0"],
+                                  environment: ["IAMPORT_API_KEY": "wrong", "IAMPORT_API_SECRET": "wrong", "IAMPORT_PROXY_LISTEN": "127.0.0.1:1"])
+        #expect(h.port != 1, "--listen wins over IAMPORT_PROXY_LISTEN")
+        #expect(h.waitUntilReady(), "the files win over the variables: \(h.proxy.text)")
+        #expect(h.stop() == 0)
+    }
+
+    @Test func addressInUseIsARuntimeFailure() throws {
+        let h = try BinaryHarness()
+        defer { _ = h.stop() }
+        var env = base
+        env["IAMPORT_PROXY_LISTEN"] = "127.0.0.1:\(h.port)"
+        let (status, output) = try runBinary([], environment: env)
+        #expect(status == 1, "\(output)")
+        #expect(output.contains("Address already in use"), "\(output)")
+    }
+
+    @Test func helpAndVersion() throws {
+        let (status, help) = try runBinary(["--help"], environment: [:])
+        #expect(status == 0)
+        for flag in ["--listen", "--upstream", "--upstream-ca-file", "--api-key-file", "--api-secret-file", "--client-token-file",
+                     "--allow", "--upstream-timeout", "--max-body-bytes", "--max-header-bytes", "--max-connections",
+                     "--log-level", "--log-format", "--version", "check"] {
+            #expect(help.contains(flag), "--help lacks \(flag)")
+        }
+        let (vstatus, version) = try runBinary(["--version"], environment: [:])
+        #expect(vstatus == 0)
+        #expect(version.trimmingCharacters(in: .whitespacesAndNewlines) == "0.1.0")
+    }
+
+    @Test func checkExitsZeroOrOneWithTheAPIsMessage() throws {
+        let fake = FakeIamport(configuration: .init(apiKey: BinaryHarness.apiKey, apiSecret: BinaryHarness.apiSecret))
+        let port = try fake.start().port
+        defer { fake.stop() }
+        let env = ["IAMPORT_API_KEY": BinaryHarness.apiKey, "IAMPORT_API_SECRET": BinaryHarness.apiSecret,
+                   "IAMPORT_PROXY_UPSTREAM": "http://127.0.0.1:\(port)"]
+        let (ok, okOutput) = try runBinary(["check"], environment: env)
+        #expect(ok == 0, "\(okOutput)")
+        #expect(okOutput.contains("ok"))
+        #expect(!okOutput.contains(fake.currentToken ?? "no-token"))
+        var wrong = env
+        wrong["IAMPORT_API_SECRET"] = "not-the-secret"
+        let (bad, badOutput) = try runBinary(["check"], environment: wrong)
+        #expect(bad == 1)
+        #expect(badOutput.contains("invalid imp_key or imp_secret"), "\(badOutput)")
+        #expect(!badOutput.contains("not-the-secret"))
+    }
+}

@@ -1,0 +1,55 @@
+# iamport-proxy. `make demo` and `make test` do all set-up themselves on a
+# fresh Debian machine (they install missing Debian packages with apt-get).
+
+SWIFT ?= swift
+VENV ?= .venv
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps build release test test-swift test-sdk demo run fuzz fuzz-ci bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+# Everything CI runs: unit, in-process and end-to-end tests (the end-to-end
+# ones run the built binaries), the real Python SDK, and a short fuzz pass.
+test: deps build
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+	$(MAKE) --no-print-directory fuzz-ci
+	$(MAKE) --no-print-directory test-sdk
+
+$(VENV)/ready: tests/sdk/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r tests/sdk/requirements.txt
+	touch $@
+
+test-sdk: $(VENV)/ready
+	$(VENV)/bin/python -m pytest -q tests/sdk
+
+demo: build
+	@scripts/demo.sh
+
+# Runs the proxy for real: IAMPORT_API_KEY and IAMPORT_API_SECRET must be set.
+run: release
+	.build/release/iamport-proxy
+
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-ci: deps
+	scripts/fuzz.sh 20
+
+bench:
+	WITH_BENCH=1 scripts/install-deps.sh
+	scripts/bench.sh
+
+clean:
+	rm -rf .build .build-* $(VENV) fuzz-build

@@ -1,0 +1,76 @@
+"""Runs the fake iamport API and the real proxy binary on 127.0.0.1 for SDK tests."""
+import os
+import re
+import subprocess
+import time
+
+import pytest
+import requests
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.environ.get("IAMPORT_PROXY_BUILD_DIR", os.path.join(ROOT, ".build", "debug"))
+API_KEY = "sdk-test-key"
+API_SECRET = "sdk-test-secret-5e1f"
+
+
+class Running:
+    def __init__(self, args, env=None):
+        self.log_path = f"/tmp/iamport-proxy-sdk-{os.getpid()}-{time.monotonic_ns()}.log"
+        self.log = open(self.log_path, "w+")
+        full_env = {"PATH": os.environ.get("PATH", "")}
+        full_env.update(env or {})
+        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=full_env)
+        self.port = self._wait_for_port()
+
+    def _wait_for_port(self):
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with open(self.log_path) as f:
+                match = re.search(r"listening on [^ ]*:(\d+)", f.read())
+            if match:
+                return int(match.group(1))
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError("did not start: " + self.output())
+
+    def output(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            code = self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self.log.close()
+        return code
+
+
+@pytest.fixture
+def fake():
+    running = Running([os.path.join(BIN, "fake-iamport"), "--listen", "127.0.0.1:0",
+                       "--api-key", API_KEY, "--api-secret", API_SECRET])
+    yield running
+    running.stop()
+    os.unlink(running.log_path)
+
+
+def start_proxy(fake, **extra_env):
+    env = {"IAMPORT_API_KEY": API_KEY, "IAMPORT_API_SECRET": API_SECRET,
+           "IAMPORT_PROXY_UPSTREAM": f"http://127.0.0.1:{fake.port}",
+           "IAMPORT_PROXY_LISTEN": "127.0.0.1:0", "IAMPORT_PROXY_LOG_LEVEL": "trace"}
+    env.update(extra_env)
+    proxy = Running([os.path.join(BIN, "iamport-proxy")], env)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if requests.get(f"http://127.0.0.1:{proxy.port}/_proxy/readyz").status_code == 200:
+            break
+        time.sleep(0.05)
+    return proxy
+
+
+def fake_stats(fake):
+    return requests.post(f"http://127.0.0.1:{fake.port}/_fake/stats").json()["response"]

@@ -105,9 +105,9 @@ public final class ProxyHandler: HTTPHandler {
         case .origin:
             bytes = head[head.target]
         case .absolute(let authority, let path):
-            let named = head[authority]
-            let host = head.first(.host).map { head[$0.value] }
-            guard named.equalsIgnoringCase(upstreamAuthority) || (host.map { named.equalsIgnoringCase($0) } ?? false) else {
+            // Only the upstream itself may be named (as a client configured to use
+            // the proxy as an HTTP proxy would): anything else is another host.
+            guard head[authority].equalsIgnoringCase(upstreamAuthority) else {
                 return .failure(Refusal(.notAllowed, "requests for other hosts are refused: this is not an open proxy"))
             }
             bytes = path.isEmpty ? ArraySlice("/".utf8) : head[path]

@@ -186,8 +186,9 @@ final class Connection: EventHandler, @unchecked Sendable {
             return false
         }
         if let refusal = server.handler.screen(parsed, clientAddress: clientAddress) {
-            // The body, if any, stays unread: the connection cannot be reused.
-            startResponse(refusal, forceClose: parsed.framing != .none)
+            // The body, if any, stays unread: the connection cannot be reused;
+            // nor after a malformed request or one for another host.
+            startResponse(refusal, forceClose: parsed.framing != .none || refusal.status == 400 || refusal.status == 405)
             return false
         }
         switch parsed.framing {

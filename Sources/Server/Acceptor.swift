@@ -60,7 +60,7 @@ final class Acceptor: EventHandler, @unchecked Sendable {
             }
             let address = SocketAddress(storage: storage, length: length).host
             guard server.connectionOpened() else {
-                refuse(client, with: .overloaded)
+                refuse(client, with: .overloaded, address: address)
                 continue
             }
             var one: Int32 = 1
@@ -78,9 +78,9 @@ final class Acceptor: EventHandler, @unchecked Sendable {
     }
 
     /// Best effort: one non-blocking write of the error answer, then close.
-    private func refuse(_ client: Int32, with error: ServerError) {
+    private func refuse(_ client: Int32, with error: ServerError, address: String) {
         let response = server.handler.errorResponse(error, head: nil)
-        server.handler.didRespondOnItsOwn(error, status: response.status, head: nil, clientAddress: "")
+        server.handler.didRespondOnItsOwn(error, status: response.status, head: nil, clientAddress: address)
         var out: [UInt8] = []
         ResponseSerializer.writeHead(response, requestMethod: .get, keepAlive: false, http10Client: false, into: &out)
         out.append(contentsOf: response.body)
@@ -94,7 +94,7 @@ final class Acceptor: EventHandler, @unchecked Sendable {
         guard reserveFD >= 0 else { return }
         Glibc.close(reserveFD)
         let client = csystem_accept4(fd, nil, nil)
-        if client >= 0 { refuse(client, with: .overloaded) }
+        if client >= 0 { refuse(client, with: .overloaded, address: "unknown") }
         reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
     }
 

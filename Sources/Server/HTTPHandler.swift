@@ -39,6 +39,10 @@ public protocol HTTPHandler: AnyObject, Sendable {
 
     /// Told of an answer the server sent on its own (for logs and metrics).
     func didRespondOnItsOwn(_ error: ServerError, status: Int, head: RequestHead?, clientAddress: String)
+
+    /// Something an operator should know that is not about one request
+    /// (out of file descriptors, a failing accept).
+    func serverNotice(_ message: String)
 }
 
 extension HTTPHandler {

@@ -99,10 +99,12 @@ public final class UpstreamClient: @unchecked Sendable {
         // libcurl re-sends a request by itself when a reused connection dies
         // before any byte of the answer, whatever the method. The API may
         // already have acted on it (a cancel, a billing-key payment), so only
-        // safe methods may travel on a reused connection; the others get a
-        // fresh one, which later safe requests can then reuse.
+        // safe methods travel on reused connections; the others get a fresh
+        // connection of their own, closed afterwards so that they do not fill
+        // the cache.
         if !request.method.isSafe {
             ccurl_easy_setopt_long(easy, CURLOPT_FRESH_CONNECT, 1)
+            ccurl_easy_setopt_long(easy, CURLOPT_FORBID_REUSE, 1)
         }
         switch request.method {
         case .get:

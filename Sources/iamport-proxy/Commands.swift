@@ -138,16 +138,19 @@ func serve(_ options: CommonOptions) throws {
     if settings.upstream.lowercased().hasPrefix("http://") {
         logger.warning("the upstream is plain HTTP: use https:// outside tests", metadata: ["upstream": "\(settings.upstream)"])
     }
-    logger.info("listening on \(service.address)", metadata: [
+    // The start and stop lines show at any log level: scripts wait for this one.
+    var lifecycle = logger
+    lifecycle.logLevel = min(logger.logLevel, .notice)
+    lifecycle.notice("listening on \(service.address)", metadata: [
         "upstream": "\(settings.upstream)", "version": "\(version)",
         "client_token": "\(settings.clientToken == nil ? "off" : "on")",
         "allow_rules": "\(settings.allow.count)", "loops": "\(service.group.loops.count)",
     ])
     var received: Int32 = 0
     sigwait(&stopSignals, &received)
-    logger.info("shutting down", metadata: ["signal": "\(received == SIGTERM ? "SIGTERM" : "SIGINT")"])
+    lifecycle.notice("shutting down", metadata: ["signal": "\(received == SIGTERM ? "SIGTERM" : "SIGINT")"])
     let clean = service.shutdown(grace: 10)
-    logger.info("stopped", metadata: ["clean": "\(clean)"])
+    lifecycle.notice("stopped", metadata: ["clean": "\(clean)"])
 }
 
 struct Check: ParsableCommand {

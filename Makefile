@@ -5,7 +5,7 @@ SWIFT ?= swift
 VENV ?= .venv
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build release test test-swift test-sdk demo run fuzz fuzz-ci bench clean
+.PHONY: all deps build release test test-py demo run fuzz fuzz-ci bench clean
 
 all: build
 
@@ -16,7 +16,7 @@ build: deps
 	$(SWIFT) build
 
 release: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release --static-swift-stdlib
 
 # Everything CI runs: unit, in-process and end-to-end tests (the end-to-end
 # ones run the built binaries), the real Python SDK, and a short fuzz pass.
@@ -24,15 +24,17 @@ test: deps build
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	$(MAKE) --no-print-directory fuzz-ci
-	$(MAKE) --no-print-directory test-sdk
+	$(SWIFT) build -c release --static-swift-stdlib --product iamport-proxy
+	$(MAKE) --no-print-directory test-py
 
-$(VENV)/ready: tests/sdk/requirements.txt
+$(VENV)/ready: tests/requirements.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q -r tests/sdk/requirements.txt
+	$(VENV)/bin/pip install -q -r tests/requirements.txt
 	touch $@
 
-test-sdk: $(VENV)/ready
-	$(VENV)/bin/python -m pytest -q tests/sdk
+# The real Python SDK against the binaries, and the Docker files' checks.
+test-py: $(VENV)/ready
+	$(VENV)/bin/python -m pytest -q tests
 
 demo: build
 	@scripts/demo.sh

@@ -72,6 +72,7 @@ public final class FakeIamport: HTTPHandler {
         var unauthorizedAnswers = 0
         var tokenFailure: (status: Int, message: String)?
         var recorded: [Recorded] = []
+        var issued: [String] = []
         var serial = 0
     }
 
@@ -112,6 +113,8 @@ public final class FakeIamport: HTTPHandler {
     public var unauthorizedAnswers: Int { state.withLock { $0.unauthorizedAnswers } }
     public var recorded: [Recorded] { state.withLock { $0.recorded } }
     public var currentToken: String? { state.withLock { $0.current?.value } }
+    /// Every token value it ever issued.
+    public var issuedTokens: [String] { state.withLock { $0.issued } }
 
     /// Forget every token: the next call with one gets 401, the next getToken a new one.
     public func revokeTokens() {
@@ -215,6 +218,7 @@ public final class FakeIamport: HTTPHandler {
                 let token = IssuedToken(value: value, expiredAt: now + s.configuration.tokenLifetime)
                 s.current = token
                 s.valid[value] = token.expiredAt
+                s.issued.append(value)
             }
             let token = s.current!
             return Self.envelope(

@@ -36,8 +36,11 @@ public final class ProxyHandler: HTTPHandler {
     private let upstreamAuthority: [UInt8]
     private let requestIDPrefix: [UInt8]
     private let server = Mutex<Server?>(nil)
+    private let upstreamConnectionsOpened: @Sendable () -> Int
 
-    init(configuration: ProxyConfiguration, tokens: TokenCache, metrics: ProxyMetrics, logger: Logger, contexts: [LoopContext]) {
+    init(configuration: ProxyConfiguration, tokens: TokenCache, metrics: ProxyMetrics, logger: Logger, contexts: [LoopContext],
+         upstreamConnectionsOpened: @escaping @Sendable () -> Int) {
+        self.upstreamConnectionsOpened = upstreamConnectionsOpened
         self.configuration = configuration
         self.tokens = tokens
         self.metrics = metrics
@@ -160,6 +163,7 @@ public final class ProxyHandler: HTTPHandler {
         metrics.tokenValid.record(status.valid ? 1 : 0)
         metrics.tokenExpiresIn.record(max(0, status.expiresIn ?? 0))
         metrics.openConnections.record(server.withLock { $0?.openConnections ?? 0 })
+        metrics.upstreamConnections.record(upstreamConnectionsOpened())
         return metrics.render()
     }
 

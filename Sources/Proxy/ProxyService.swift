@@ -30,7 +30,8 @@ public final class ProxyService: Sendable {
         }
         let contexts = zip(group.loops, upstreams).map { LoopContext(loop: $0, upstream: $1) }
         let handler = ProxyHandler(
-            configuration: configuration, tokens: tokens, metrics: metrics, logger: logger, contexts: contexts)
+            configuration: configuration, tokens: tokens, metrics: metrics, logger: logger, contexts: contexts,
+            upstreamConnectionsOpened: { upstreams.reduce(0) { $0 + $1.connectionsOpened } })
         let server = Server(configuration: configuration.server, group: group, handler: handler)
         handler.attach(server)
         do {
@@ -67,13 +68,7 @@ public final class ProxyService: Sendable {
 
     /// Upstream connections opened so far, over all loops.
     public func upstreamConnectionsOpened() -> Int {
-        upstreams.reduce(0) { total, upstream in
-            let box = ValueBox()
-            upstream.loop.execute {
-                box.set(upstream.connectionsOpened)
-            }
-            return total + box.wait()
-        }
+        upstreams.reduce(0) { $0 + $1.connectionsOpened }
     }
 
     static func report(_ event: TokenEvent, logger: Logger, metrics: ProxyMetrics) {

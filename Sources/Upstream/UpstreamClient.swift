@@ -1,6 +1,7 @@
 import CCurl
 import EventLoops
 import HTTP1
+import Synchronization
 
 /// Exchanges with the upstream through one libcurl multi handle, driven on
 /// one event loop with `curl_multi_socket_action`: curl's sockets sit in the
@@ -18,8 +19,10 @@ public final class UpstreamClient: @unchecked Sendable {
     private var timer: EventLoop.TimerID?
     private var sockets: [Int32: CurlSocket] = [:]
     private var active = 0
-    /// Upstream connections opened so far (new TCP/TLS connections, not reuses).
-    public private(set) var connectionsOpened = 0
+    private let opened = Atomic<Int>(0)
+    /// Upstream connections opened so far (new TCP/TLS connections, not
+    /// reuses). Readable from any thread.
+    public var connectionsOpened: Int { opened.load(ordering: .relaxed) }
 
     /// Once per process, before any thread uses libcurl.
     public static let globalInit: Void = {
@@ -198,7 +201,7 @@ public final class UpstreamClient: @unchecked Sendable {
             ccurl_easy_getinfo_pointer(easy, CURLINFO_PRIVATE, &context)
             var connects = 0
             ccurl_easy_getinfo_long(easy, CURLINFO_NUM_CONNECTS, &connects)
-            connectionsOpened += connects
+            if connects > 0 { opened.add(connects, ordering: .relaxed) }
             curl_multi_remove_handle(multi, easy)
             active -= 1
             guard let context else { continue }

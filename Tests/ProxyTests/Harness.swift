@@ -23,7 +23,8 @@ final class Harness: @unchecked Sendable {
         fake fakeConfiguration: FakeIamport.Configuration = .init(apiKey: Harness.apiKey, apiSecret: Harness.apiSecret),
         clientToken: String? = nil, allow: [String] = [], upstreamTimeoutMs: Int = 5000,
         limits: Limits = Limits(), server: ((inout Server.Configuration) -> Void)? = nil,
-        upstreamURL: String? = nil, waitForToken: Bool = true, logLevel: Logger.Level = .trace
+        upstreamURL: String? = nil, waitForToken: Bool = true, logLevel: Logger.Level = .trace,
+        logFormat: LineLogHandler.Format = .text
     ) throws {
         fake = FakeIamport(configuration: fakeConfiguration)
         fakePort = try fake.start().port
@@ -37,7 +38,7 @@ final class Harness: @unchecked Sendable {
             clientToken: clientToken.map(Secret.init), allowList: try AllowList(allow), loopCount: 2)
         let sink = logs
         var logger = Logger(label: "test") { label in
-            LineLogHandler(label: label, level: logLevel, format: .text, sink: sink)
+            LineLogHandler(label: label, level: logLevel, format: logFormat, sink: sink)
         }
         logger.logLevel = logLevel
         proxy = try ProxyService(configuration: configuration, logger: logger)

@@ -85,3 +85,14 @@ extension Collection where Element == UInt8 {
         return zip(self, other).allSatisfy { ASCII.lower($0) == ASCII.lower($1) }
     }
 }
+
+extension UnsafeRawBufferPointer {
+    /// Case-insensitive ASCII comparison with a lower-case literal of the same length.
+    @inlinable
+    public func isLowercased(_ literal: StaticString) -> Bool {
+        guard count == literal.utf8CodeUnitCount else { return false }
+        let lit = literal.utf8Start
+        for i in 0..<count where ASCII.lower(self[i]) != lit[i] { return false }
+        return true
+    }
+}

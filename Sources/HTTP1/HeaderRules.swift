@@ -2,7 +2,7 @@
 public enum HeaderRules {
     /// Hop-by-hop by name (RFC 9110 §7.6.1), whatever the message's
     /// `Connection` field adds.
-    public static func isHopByHop<C: Collection>(name: C) -> Bool where C.Element == UInt8 {
+    public static func isHopByHop(name: [UInt8]) -> Bool {
         FieldKind.classify(name).isHopByHop
     }
 

@@ -101,30 +101,40 @@ public enum FieldKind: UInt8, Sendable {
         }
     }
 
-    public static func classify<C: Collection>(_ name: C) -> FieldKind where C.Element == UInt8 {
+    public static func classify(_ name: ArraySlice<UInt8>) -> FieldKind {
+        name.withUnsafeBytes { classify($0) }
+    }
+
+    public static func classify(_ name: [UInt8]) -> FieldKind {
+        name.withUnsafeBytes { classify($0) }
+    }
+
+    /// Recognises a field name, ignoring ASCII case. Not generic, so callers in
+    /// other modules get this code and not a byte-by-byte walk through witness tables.
+    public static func classify(_ name: UnsafeRawBufferPointer) -> FieldKind {
         switch name.count {
-        case 2: if name.equalsLowercased("te") { return .te }
-        case 4: if name.equalsLowercased("host") { return .host }
+        case 2: if name.isLowercased("te") { return .te }
+        case 4: if name.isLowercased("host") { return .host }
         case 6:
-            if name.equalsLowercased("expect") { return .expect }
-            if name.equalsLowercased("accept") { return .accept }
+            if name.isLowercased("expect") { return .expect }
+            if name.isLowercased("accept") { return .accept }
         case 7:
-            if name.equalsLowercased("trailer") { return .trailer }
-            if name.equalsLowercased("upgrade") { return .upgrade }
+            if name.isLowercased("trailer") { return .trailer }
+            if name.isLowercased("upgrade") { return .upgrade }
         case 10:
-            if name.equalsLowercased("connection") { return .connection }
-            if name.equalsLowercased("keep-alive") { return .keepAlive }
+            if name.isLowercased("connection") { return .connection }
+            if name.isLowercased("keep-alive") { return .keepAlive }
         case 12:
-            if name.equalsLowercased("x-request-id") { return .requestID }
-            if name.equalsLowercased("content-type") { return .contentType }
-        case 13: if name.equalsLowercased("authorization") { return .authorization }
-        case 14: if name.equalsLowercased("content-length") { return .contentLength }
-        case 15: if name.equalsLowercased("x-forwarded-for") { return .forwardedFor }
+            if name.isLowercased("x-request-id") { return .requestID }
+            if name.isLowercased("content-type") { return .contentType }
+        case 13: if name.isLowercased("authorization") { return .authorization }
+        case 14: if name.isLowercased("content-length") { return .contentLength }
+        case 15: if name.isLowercased("x-forwarded-for") { return .forwardedFor }
         case 16:
-            if name.equalsLowercased("x-imptokenheader") { return .impTokenHeader }
-            if name.equalsLowercased("proxy-connection") { return .proxyConnection }
-        case 17: if name.equalsLowercased("transfer-encoding") { return .transferEncoding }
-        case 19: if name.equalsLowercased("proxy-authorization") { return .proxyAuthorization }
+            if name.isLowercased("x-imptokenheader") { return .impTokenHeader }
+            if name.isLowercased("proxy-connection") { return .proxyConnection }
+        case 17: if name.isLowercased("transfer-encoding") { return .transferEncoding }
+        case 19: if name.isLowercased("proxy-authorization") { return .proxyAuthorization }
         default: break
         }
         return .other

@@ -180,10 +180,11 @@ public final class ProxyHandler: HTTPHandler {
 
     private func forward(_ request: Request, path: RequestPath, requestID: [UInt8], context: LoopContext, responder: Responder) {
         let head = request.head
-        var lines: [[UInt8]] = []
-        lines.reserveCapacity(head.fields.count + 6)
-        lines.append([])  // Authorization, set per attempt
-        var forwardedFor: [UInt8] = []
+        // One buffer of NUL-terminated lines for libcurl, built in one pass.
+        var lines: [UInt8] = []
+        lines.reserveCapacity(head.bytes.count + request.clientAddress.utf8.count + 96)
+        var forwardedFor: ArraySlice<UInt8>?
+        var extraForwardedFor: [UInt8] = []
         var hasContentType = false
         var hasAccept = false
         for field in head.fields {
@@ -192,35 +193,43 @@ public final class ProxyHandler: HTTPHandler {
             case .host, .contentLength, .authorization, .impTokenHeader, .expect, .requestID:
                 continue
             case .forwardedFor:
-                if !forwardedFor.isEmpty { forwardedFor.append(contentsOf: ", ".utf8) }
-                forwardedFor.append(contentsOf: head[field.value])
+                if forwardedFor == nil {
+                    forwardedFor = head[field.value]
+                } else {
+                    extraForwardedFor.append(contentsOf: ", ".utf8)
+                    extraForwardedFor.append(contentsOf: head[field.value])
+                }
                 continue
             case .contentType: hasContentType = true
             case .accept: hasAccept = true
             default: break
             }
-            var line = Array(head[field.name])
+            lines.append(contentsOf: head[field.name])
             let value = head[field.value]
             if value.isEmpty {
-                line.append(ASCII.semicolon)  // libcurl's spelling of an empty value
+                lines.append(ASCII.semicolon)  // libcurl's spelling of an empty value
             } else {
-                line.append(contentsOf: ": ".utf8)
-                line.append(contentsOf: value)
+                lines.append(ASCII.colon)
+                lines.append(ASCII.space)
+                lines.append(contentsOf: value)
             }
-            lines.append(line)
+            lines.append(0)
         }
-        var xff = Array("X-Forwarded-For: ".utf8)
-        if !forwardedFor.isEmpty {
-            xff.append(contentsOf: forwardedFor)
-            xff.append(contentsOf: ", ".utf8)
+        lines.append(contentsOf: "X-Forwarded-For: ".utf8)
+        if let forwardedFor {
+            lines.append(contentsOf: forwardedFor)
+            lines.append(contentsOf: extraForwardedFor)
+            lines.append(contentsOf: ", ".utf8)
         }
-        xff.append(contentsOf: request.clientAddress.utf8)
-        lines.append(xff)
-        lines.append(Array("X-Request-Id: ".utf8) + requestID)
+        lines.append(contentsOf: request.clientAddress.utf8)
+        lines.append(0)
+        lines.append(contentsOf: "X-Request-Id: ".utf8)
+        lines.append(contentsOf: requestID)
+        lines.append(0)
         // Without these, libcurl would add defaults the client did not send.
-        if !hasAccept { lines.append(Array("Accept:".utf8)) }
-        if !hasContentType { lines.append(Array("Content-Type:".utf8)) }
-        lines.append(Array("Expect:".utf8))
+        if !hasAccept { lines.append(contentsOf: "Accept:\0".utf8) }
+        if !hasContentType { lines.append(contentsOf: "Content-Type:\0".utf8) }
+        lines.append(contentsOf: "Expect:\0".utf8)
 
         let sendsBody = head.framing != .none || head.method == .post || head.method == .put || head.method == .patch
         let upstreamRequest = UpstreamRequest(
@@ -248,7 +257,7 @@ public final class ProxyHandler: HTTPHandler {
 
     private func send(_ exchange: Exchange, token: Token, context: LoopContext) {
         var exchange = exchange
-        exchange.request.headerLines[0] = token.authorizationLine
+        exchange.request.firstLine = token.authorizationLine
         let started = MonotonicClock.now()
         context.upstream.send(exchange.request) { [self] result in
             metrics.upstreamDuration.recordNanoseconds(Int64(MonotonicClock.now() &- started))

@@ -7,9 +7,11 @@ import HTTP1
 /// (unretained, valid while the private reference is held).
 final class Transfer {
     let easy: UnsafeMutableRawPointer
-    var headers: UnsafeMutablePointer<curl_slist>?
-    /// The request body: libcurl reads it in place (CURLOPT_POSTFIELDS), so it
-    /// must live as long as the transfer.
+    /// The request's header list: curl_slist nodes followed by the lines they
+    /// point at, in one allocation that lives as long as the transfer.
+    private var headerList: UnsafeMutableRawPointer?
+    /// The request body: libcurl reads it in place (CURLOPT_POSTFIELDS). The
+    /// array is never mutated while the transfer runs, so its storage stays put.
     var requestBody: [UInt8]
     var completion: ((Result<UpstreamResponse, UpstreamError>) -> Void)?
     var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
@@ -17,7 +19,12 @@ final class Transfer {
 
     var status = 0
     var reason: [UInt8]?
-    var headerLines: [[UInt8]] = []
+    /// End-to-end header lines of the answer, filtered as they arrive.
+    var headerBlock: [UInt8] = []
+    var declaredLength: Int?
+    var hasRequestID = false
+    /// Names a `Connection` field listed: dropped from the block at the end (rare).
+    var connectionOptions: [[UInt8]] = []
     var body: [UInt8] = []
     var tooLarge = false
 
@@ -25,10 +32,47 @@ final class Transfer {
         self.easy = easy
         self.requestBody = requestBody
         self.maxResponseBytes = maxResponseBytes
+        headerBlock.reserveCapacity(512)
     }
 
     deinit {
-        if let headers { curl_slist_free_all(headers) }
+        headerList?.deallocate()
+    }
+
+    /// Builds the request's header list: `first` (the Authorization line)
+    /// then the NUL-terminated lines of `lines`.
+    func setHeaders(first: [UInt8], lines: [UInt8]) -> UnsafeMutablePointer<curl_slist>? {
+        var count = first.isEmpty ? 0 : 1
+        for b in lines where b == 0 { count += 1 }
+        guard count > 0 else { return nil }
+        let nodeBytes = count * MemoryLayout<curl_slist>.stride
+        let raw = UnsafeMutableRawPointer.allocate(
+            byteCount: nodeBytes + first.count + 1 + lines.count, alignment: MemoryLayout<curl_slist>.alignment)
+        headerList = raw
+        let nodes = raw.bindMemory(to: curl_slist.self, capacity: count)
+        let text = (raw + nodeBytes).assumingMemoryBound(to: CChar.self)
+        var offset = 0
+        var node = 0
+        func link(_ start: Int) {
+            nodes[node] = curl_slist(data: text + start, next: nil)
+            if node > 0 { nodes[node - 1].next = nodes + node }
+            node += 1
+        }
+        if !first.isEmpty {
+            first.withUnsafeBytes { UnsafeMutableRawPointer(text).copyMemory(from: $0.baseAddress!, byteCount: first.count) }
+            text[first.count] = 0
+            link(0)
+            offset = first.count + 1
+        }
+        if !lines.isEmpty {
+            lines.withUnsafeBytes { UnsafeMutableRawPointer(text + offset).copyMemory(from: $0.baseAddress!, byteCount: lines.count) }
+            var start = offset
+            for i in offset..<(offset + lines.count) where text[i] == 0 {
+                link(start)
+                start = i + 1
+            }
+        }
+        return nodes
     }
 
     // MARK: - libcurl callbacks (context pointers, no captures)
@@ -52,80 +96,97 @@ final class Transfer {
         return n
     }
 
+    /// One line of the answer's head, as libcurl hands them over.
     private func receiveHeaderLine(_ raw: UnsafeRawBufferPointer) {
         var end = raw.count
         while end > 0 && (raw[end - 1] == ASCII.lf || raw[end - 1] == ASCII.cr) { end -= 1 }
-        let line = raw[0..<end]
-        if line.starts(with: "HTTP/".utf8) {
-            // A new status line (an interim 1xx answer came before): start over.
-            headerLines.removeAll()
+        if end == 0 { return }
+        let line = UnsafeRawBufferPointer(rebasing: raw[0..<end])
+        if line.count >= 5 && line[0] == UInt8(ascii: "H") && line[1] == UInt8(ascii: "T") && line[2] == UInt8(ascii: "T")
+            && line[3] == UInt8(ascii: "P") && line[4] == ASCII.slash
+        {
+            // A new status line (after an interim 1xx answer): start over.
+            headerBlock.removeAll(keepingCapacity: true)
+            declaredLength = nil
+            hasRequestID = false
+            connectionOptions = []
             parseStatusLine(line)
             return
         }
-        if line.isEmpty { return }
-        headerLines.append(Array(line))
-        if line.count > 16, line.prefix(15).equalsLowercased("content-length:") {
-            let digits = line.dropFirst(15).filter { $0 != ASCII.space && $0 != ASCII.tab }
-            if let length = Int(String(decoding: digits, as: UTF8.self)), length <= maxResponseBytes {
-                body.reserveCapacity(length)
+        guard let colon = line.firstIndex(of: ASCII.colon) else { return }
+        let kind = FieldKind.classify(UnsafeRawBufferPointer(rebasing: line[0..<colon]))
+        switch kind {
+        case .contentLength:
+            var value = 0
+            var digits = 0
+            for b in line[(colon + 1)...] where b != ASCII.space && b != ASCII.tab {
+                guard b >= 0x30 && b <= 0x39, digits < 15 else { return }
+                value = value * 10 + Int(b - 0x30)
+                digits += 1
             }
+            if digits > 0 {
+                declaredLength = value
+                if value <= maxResponseBytes { body.reserveCapacity(value) }
+            }
+            return  // written again by the serializer
+        case .connection:
+            for option in HeaderRules.connectionOptions(ArraySlice(line[(colon + 1)...]))
+            where option != Array("close".utf8) && option != Array("keep-alive".utf8) {
+                connectionOptions.append(option)
+            }
+            return
+        case .requestID:
+            hasRequestID = true
+        default:
+            if kind.isHopByHop { return }
         }
+        headerBlock.append(contentsOf: line)
+        headerBlock.append(ASCII.cr)
+        headerBlock.append(ASCII.lf)
     }
 
-    private func parseStatusLine(_ line: Slice<UnsafeRawBufferPointer>) {
+    private func parseStatusLine(_ line: UnsafeRawBufferPointer) {
         // HTTP/1.1 200 OK | HTTP/2 200
-        guard let firstSpace = line.firstIndex(of: ASCII.space) else { return }
-        let rest = line[(firstSpace + 1)...]
-        let code = rest.prefix(3)
-        status = Int(String(decoding: code, as: UTF8.self)) ?? 0
-        let afterCode = rest.dropFirst(4)
-        reason = afterCode.isEmpty || line.starts(with: "HTTP/2".utf8) ? nil : Array(afterCode)
+        guard let firstSpace = line.firstIndex(of: ASCII.space), firstSpace + 4 <= line.count else { return }
+        var code = 0
+        for i in (firstSpace + 1)..<(firstSpace + 4) {
+            let b = line[i]
+            guard b >= 0x30 && b <= 0x39 else { status = 0; return }
+            code = code * 10 + Int(b - 0x30)
+        }
+        status = code
+        let reasonStart = firstSpace + 5
+        reason = reasonStart < line.count && line[5] != UInt8(ascii: "2") ? Array(line[reasonStart...]) : nil
     }
 
-    /// The answer as the proxy returns it: hop-by-hop fields, those named by
-    /// `Connection`, and Content-Length (written again by the serializer) removed.
+    /// The answer as the proxy returns it.
     func makeResponse() -> UpstreamResponse {
-        var connectionNamed: [[UInt8]] = []
-        for line in headerLines {
-            guard let colon = line.firstIndex(of: ASCII.colon) else { continue }
-            if FieldKind.classify(line[..<colon]) == .connection {
-                connectionNamed += HeaderRules.connectionOptions(trimmed(line[(colon + 1)...]))
-            }
-        }
-        var block: [UInt8] = []
-        block.reserveCapacity(headerLines.reduce(0) { $0 + $1.count + 2 })
-        var declared: Int?
-        var hasRequestID = false
-        for line in headerLines {
-            guard let colon = line.firstIndex(of: ASCII.colon) else { continue }
-            let name = line[..<colon]
-            let kind = FieldKind.classify(name)
-            if kind == .contentLength {
-                declared = Int(String(decoding: trimmed(line[(colon + 1)...]), as: UTF8.self))
-                continue
-            }
-            if kind.isHopByHop { continue }
-            if kind == .requestID { hasRequestID = true }
-            if !connectionNamed.isEmpty && connectionNamed.contains(where: { name.equalsIgnoringCase($0) }) { continue }
-            block.append(contentsOf: line)
-            block.append(ASCII.cr)
-            block.append(ASCII.lf)
-        }
-        var response = UpstreamResponse(status: status, reason: reason, headerBlock: block, body: body, declaredLength: declared)
+        if !connectionOptions.isEmpty { dropConnectionOptions() }
+        var response = UpstreamResponse(
+            status: status, reason: reason, headerBlock: headerBlock, body: body, declaredLength: declaredLength)
         response.hasRequestID = hasRequestID
         return response
     }
 
-    private func trimmed(_ value: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
-        var s = value.startIndex
-        var e = value.endIndex
-        while s < e && ASCII.isOWS(value[s]) { s += 1 }
-        while e > s && ASCII.isOWS(value[e - 1]) { e -= 1 }
-        return value[s..<e]
+    /// Removes the lines whose names the answer's `Connection` field listed.
+    private func dropConnectionOptions() {
+        var kept: [UInt8] = []
+        kept.reserveCapacity(headerBlock.count)
+        var start = 0
+        while start < headerBlock.count {
+            var end = start
+            while end + 1 < headerBlock.count && !(headerBlock[end] == ASCII.cr && headerBlock[end + 1] == ASCII.lf) { end += 1 }
+            let line = headerBlock[start..<end]
+            let name = line.prefix { $0 != ASCII.colon }
+            if !connectionOptions.contains(where: { name.equalsIgnoringCase($0) }) {
+                kept.append(contentsOf: headerBlock[start..<min(end + 2, headerBlock.count)])
+            }
+            start = end + 2
+        }
+        headerBlock = kept
     }
 
     var errorMessage: String {
-        let text = errorBuffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-        return text
+        errorBuffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 }

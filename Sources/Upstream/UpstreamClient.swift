@@ -86,6 +86,9 @@ public final class UpstreamClient: @unchecked Sendable {
             ptr.withMemoryRebound(to: CChar.self) { _ = ccurl_easy_setopt_string(easy, CURLOPT_URL, $0.baseAddress) }
         }
         ccurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        // Never through a proxy from the environment (http_proxy, https_proxy):
+        // the upstream is exactly the configured one. (Also spares a getenv per request.)
+        ccurl_easy_setopt_string(easy, CURLOPT_PROXY, "")
         ccurl_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https")
         ccurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
         ccurl_easy_setopt_long(easy, CURLOPT_PATH_AS_IS, 1)
@@ -125,15 +128,7 @@ public final class UpstreamClient: @unchecked Sendable {
                 _ = ccurl_easy_setopt_pointer(easy, CURLOPT_POSTFIELDS, $0.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 1))
             }
         }
-        var list: UnsafeMutablePointer<curl_slist>?
-        for line in request.headerLines {
-            var cLine = line
-            cLine.append(0)
-            cLine.withUnsafeBufferPointer { ptr in
-                ptr.withMemoryRebound(to: CChar.self) { list = curl_slist_append(list, $0.baseAddress) }
-            }
-        }
-        transfer.headers = list
+        let list = transfer.setHeaders(first: request.firstLine, lines: request.headerLines)
         ccurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, list)
     }
 

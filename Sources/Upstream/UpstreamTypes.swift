@@ -21,23 +21,36 @@ public struct UpstreamConfiguration: Sendable {
     }
 }
 
-/// One request to the upstream. `headerLines` are complete `Name: value`
-/// lines without CRLF, as libcurl takes them.
+/// One request to the upstream.
 public struct UpstreamRequest: Sendable {
     public var method: Method
     /// The method's own bytes, for methods outside `Method`'s list.
     public var methodName: String
     /// Path and query, starting with `/`.
     public var pathAndQuery: [UInt8]
-    public var headerLines: [[UInt8]]
+    /// Header lines as libcurl takes them: `Name: value`, each followed by a
+    /// NUL byte (`Name:` removes a header libcurl would add; `Name;` sends an
+    /// empty one).
+    public var headerLines: [UInt8]
+    /// A first header line (the Authorization), kept apart so that a replay
+    /// can change it alone. No NUL.
+    public var firstLine: [UInt8]
     public var body: [UInt8]?
 
-    public init(method: Method, methodName: String, pathAndQuery: [UInt8], headerLines: [[UInt8]], body: [UInt8]?) {
+    public init(method: Method, methodName: String, pathAndQuery: [UInt8], headerLines: [UInt8], firstLine: [UInt8] = [],
+                body: [UInt8]?) {
         self.method = method
         self.methodName = methodName
         self.pathAndQuery = pathAndQuery
         self.headerLines = headerLines
+        self.firstLine = firstLine
         self.body = body
+    }
+
+    /// Appends `Name: value` and its NUL to `lines`.
+    public static func appendLine(_ line: String, to lines: inout [UInt8]) {
+        lines.append(contentsOf: line.utf8)
+        lines.append(0)
     }
 }
 

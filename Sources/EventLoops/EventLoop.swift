@@ -16,6 +16,15 @@ extension EventHandler {
     public func checkDeadline(now: UInt64) {}
 }
 
+/// Something with one deadline the loop watches without a timer entry (a
+/// libcurl multi handle's timer changes with every request).
+public protocol DeadlineSource: AnyObject {
+    /// Monotonic nanoseconds, or nil for none.
+    var nextDeadline: UInt64? { get }
+    /// Called on the loop once `nextDeadline` has passed.
+    func deadlineReached()
+}
+
 /// A thread running epoll, in the manner of SwiftNIO's EventLoop: every
 /// descriptor registered here, and all state of the objects handling them, is
 /// touched only on this thread. Other threads reach it through `execute`,
@@ -34,6 +43,7 @@ public final class EventLoop: @unchecked Sendable {
     private var thread: pthread_t?
     private let stopped = Atomic<Bool>(false)
     private var iterationHooks: [() -> Void] = []
+    private var deadlineSources: [DeadlineSource] = []
     /// The monotonic time at the start of the current iteration.
     public private(set) var now: UInt64 = MonotonicClock.now()
 
@@ -148,6 +158,17 @@ public final class EventLoop: @unchecked Sendable {
         timers.cancel(timer.raw)
     }
 
+    /// Watches `source`'s deadline from now on; on the loop.
+    public func addDeadlineSource(_ source: DeadlineSource) {
+        assertInLoop()
+        deadlineSources.append(source)
+    }
+
+    public func removeDeadlineSource(_ source: DeadlineSource) {
+        assertInLoop()
+        deadlineSources.removeAll { $0 === source }
+    }
+
     /// Work to run at the end of every iteration (batching writes such as logs).
     public func addIterationHook(_ hook: @escaping () -> Void) {
         assertInLoop()
@@ -160,7 +181,11 @@ public final class EventLoop: @unchecked Sendable {
         var events = [epoll_event](repeating: epoll_event(), count: 256)
         while !stopped.load(ordering: .acquiring) {
             var timeout: Int32 = -1
-            if let deadline = timers.nextDeadline() {
+            var next = timers.nextDeadline()
+            for source in deadlineSources {
+                if let d = source.nextDeadline, d < (next ?? .max) { next = d }
+            }
+            if let deadline = next {
                 let current = MonotonicClock.now()
                 timeout = deadline <= current ? 0 : Int32(min((deadline - current + 999_999) / 1_000_000, 60_000))
             }
@@ -183,8 +208,12 @@ public final class EventLoop: @unchecked Sendable {
                 }
             }
             runPending()
+            let current = MonotonicClock.now()
             if !timers.isEmpty {
-                for task in timers.popDue(now: MonotonicClock.now()) { task() }
+                for task in timers.popDue(now: current) { task() }
+            }
+            for source in deadlineSources {
+                if let d = source.nextDeadline, d <= current { source.deadlineReached() }
             }
             for hook in iterationHooks { hook() }
         }

@@ -22,8 +22,16 @@ struct TimerHeap {
     }
 
     mutating func cancel(_ id: UInt64) {
-        tasks[id] = nil
+        guard tasks.removeValue(forKey: id) != nil else { return }
+        // Cancelled entries leave the heap lazily; rebuild when they outnumber
+        // the live ones, so that cancelling often cannot grow the heap.
+        if heap.count > 64 && heap.count > 2 * tasks.count {
+            heap.removeAll { tasks[$0.id] == nil }
+            heap.sort { $0.deadline < $1.deadline }  // a sorted array is a valid heap
+        }
     }
+
+    var entryCount: Int { heap.count }
 
     /// The earliest live deadline.
     mutating func nextDeadline() -> UInt64? {

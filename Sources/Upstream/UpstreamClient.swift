@@ -5,8 +5,8 @@ import Synchronization
 
 /// Exchanges with the upstream through one libcurl multi handle, driven on
 /// one event loop with `curl_multi_socket_action`: curl's sockets sit in the
-/// loop's epoll set beside the client connections, and its timer is a loop
-/// timer, so a request's whole way (client, upstream, answer) stays on one
+/// loop's epoll set beside the client connections, and its timer is a
+/// deadline the loop watches, so a request's whole way (client, upstream, answer) stays on one
 /// thread. The multi handle's connection cache keeps upstream connections,
 /// TLS included, alive across requests; easy handles are reused.
 ///
@@ -16,7 +16,8 @@ public final class UpstreamClient: @unchecked Sendable {
     public let configuration: UpstreamConfiguration
     private var multi: UnsafeMutableRawPointer?
     private var idleHandles: [UnsafeMutableRawPointer] = []
-    private var timer: EventLoop.TimerID?
+    /// libcurl's one timer, watched by the loop as a deadline source.
+    private var curlDeadline: UInt64?
     private var sockets: [Int32: CurlSocket] = [:]
     private var active = 0
     private let opened = Atomic<Int>(0)
@@ -48,6 +49,7 @@ public final class UpstreamClient: @unchecked Sendable {
         ccurl_multi_setopt_pointer(m, CURLMOPT_TIMERDATA, me)
         ccurl_multi_setopt_long(m, CURLMOPT_MAXCONNECTS, 512)
         multi = m
+        loop.addDeadlineSource(self)
         return m
     }
 
@@ -168,16 +170,10 @@ public final class UpstreamClient: @unchecked Sendable {
         }
     }
 
+    /// Never calls back into curl from inside its callback: the loop calls
+    /// `deadlineReached` once the time has come (0 ms: at the end of this iteration).
     private func setTimer(milliseconds: Int) {
-        if let timer { loop.cancel(timer) }
-        timer = nil
-        guard milliseconds >= 0 else { return }
-        // Never call back into curl from inside its callback: defer to the loop.
-        timer = loop.schedule(afterMilliseconds: milliseconds) { [weak self] in
-            guard let self else { return }
-            self.timer = nil
-            self.socketAction(CURL_SOCKET_TIMEOUT, events: 0)
-        }
+        curlDeadline = milliseconds < 0 ? nil : MonotonicClock.now() &+ UInt64(milliseconds) &* 1_000_000
     }
 
     func socketAction(_ fd: Int32, events: Int32) {
@@ -243,9 +239,9 @@ public final class UpstreamClient: @unchecked Sendable {
     /// Releases libcurl's resources; on the loop, once no transfer is running.
     public func close() {
         loop.assertInLoop()
-        if let timer { loop.cancel(timer) }
-        timer = nil
+        curlDeadline = nil
         if let multi {
+            loop.removeDeadlineSource(self)
             curl_multi_cleanup(multi)  // closes cached connections; REMOVE callbacks run here
             self.multi = nil
         }
@@ -253,6 +249,15 @@ public final class UpstreamClient: @unchecked Sendable {
         sockets.removeAll()
         for easy in idleHandles { curl_easy_cleanup(easy) }
         idleHandles.removeAll()
+    }
+}
+
+extension UpstreamClient: DeadlineSource {
+    public var nextDeadline: UInt64? { curlDeadline }
+
+    public func deadlineReached() {
+        curlDeadline = nil
+        socketAction(CURL_SOCKET_TIMEOUT, events: 0)
     }
 }
 

@@ -47,6 +47,9 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .customLong("max-connections"), help: ArgumentHelp("Most client connections open at once. Env: IAMPORT_PROXY_MAX_CONNECTIONS. Default: 4096.", valueName: "n"))
     var maxConnections: Int?
 
+    @Option(name: .customLong("event-loops"), help: ArgumentHelp("Event-loop threads; 0: one per core. Set it to the CPU share where the core count seen is not the process's (a container CPU limit). Env: IAMPORT_PROXY_EVENT_LOOPS. Default: 0.", valueName: "n"))
+    var eventLoops: Int?
+
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical. Env: IAMPORT_PROXY_LOG_LEVEL. Default: info.", valueName: "level"))
     var logLevel: String?
 

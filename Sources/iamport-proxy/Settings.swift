@@ -44,6 +44,7 @@ struct Settings {
     var maxBodyBytes: Int
     var maxHeaderBytes: Int
     var maxConnections: Int
+    var eventLoops: Int
     var logLevel: Logger.Level
     var logFormat: LineLogHandler.Format
 
@@ -112,10 +113,13 @@ struct Settings {
                                    default: 32768, range: 1024...(1 << 20))
         let maxConnections = try number(flags.maxConnections, "IAMPORT_PROXY_MAX_CONNECTIONS", "--max-connections", env,
                                         default: 4096, range: 1...1_000_000)
+        let eventLoops = try number(flags.eventLoops, "IAMPORT_PROXY_EVENT_LOOPS", "--event-loops", env,
+                                    default: 0, range: 0...256)
         return Settings(
             listen: listen, upstream: upstream, caFile: caFile, apiKey: apiKey, apiSecret: apiSecret,
             clientToken: clientToken, allow: allow, upstreamTimeout: timeout, maxBodyBytes: maxBody,
-            maxHeaderBytes: maxHeader, maxConnections: maxConnections, logLevel: level, logFormat: format)
+            maxHeaderBytes: maxHeader, maxConnections: maxConnections, eventLoops: eventLoops, logLevel: level,
+            logFormat: format)
     }
 
     static func validateUpstream(_ url: String) throws {
@@ -202,7 +206,7 @@ struct Settings {
             baseURL: upstream, caFile: caFile, timeoutMilliseconds: Int(upstreamTimeout * 1000))
         return ProxyConfiguration(
             server: server, upstream: upstreamConfiguration, apiKey: apiKey, apiSecret: apiSecret,
-            clientToken: clientToken, allowList: try AllowList(allow))
+            clientToken: clientToken, allowList: try AllowList(allow), loopCount: eventLoops)
     }
 }
 

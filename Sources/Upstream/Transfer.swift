@@ -14,7 +14,6 @@ final class Transfer {
     /// array is never mutated while the transfer runs, so its storage stays put.
     var requestBody: [UInt8]
     var completion: ((Result<UpstreamResponse, UpstreamError>) -> Void)?
-    var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
     let maxResponseBytes: Int
 
     var status = 0
@@ -184,9 +183,5 @@ final class Transfer {
             start = end + 2
         }
         headerBlock = kept
-    }
-
-    var errorMessage: String {
-        errorBuffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 }

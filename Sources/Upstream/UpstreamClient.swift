@@ -16,6 +16,7 @@ public final class UpstreamClient: @unchecked Sendable {
     public let configuration: UpstreamConfiguration
     private var multi: UnsafeMutableRawPointer?
     private var idleHandles: [UnsafeMutableRawPointer] = []
+    private var errorBuffers: [UnsafeMutableRawPointer: UnsafeMutablePointer<CChar>] = [:]
     /// libcurl's one timer, watched by the loop as a deadline source.
     private var curlDeadline: UInt64?
     private var sockets: [Int32: CurlSocket] = [:]
@@ -61,7 +62,7 @@ public final class UpstreamClient: @unchecked Sendable {
     ) {
         loop.assertInLoop()
         let multi = ensureMulti()
-        let easy = idleHandles.popLast() ?? curl_easy_init()!
+        let easy = idleHandles.popLast() ?? makeHandle()
         let transfer = Transfer(easy: easy, requestBody: request.body ?? [], maxResponseBytes: configuration.maxResponseBytes)
         transfer.completion = completion
         configure(transfer, for: request)
@@ -79,14 +80,10 @@ public final class UpstreamClient: @unchecked Sendable {
         active += 1
     }
 
-    private func configure(_ transfer: Transfer, for request: UpstreamRequest) {
-        let easy = transfer.easy
-        var url = Array(configuration.baseURL.utf8)
-        url.append(contentsOf: request.pathAndQuery)
-        url.append(0)
-        url.withUnsafeBufferPointer { ptr in
-            ptr.withMemoryRebound(to: CChar.self) { _ = ccurl_easy_setopt_string(easy, CURLOPT_URL, $0.baseAddress) }
-        }
+    /// A new easy handle with the options that never change. Handles are
+    /// reused without `curl_easy_reset`, so these are set once.
+    private func makeHandle() -> UnsafeMutableRawPointer {
+        let easy = curl_easy_init()!
         ccurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
         // Never through a proxy from the environment (http_proxy, https_proxy):
         // the upstream is exactly the configured one. (Also spares a getenv per request.)
@@ -98,36 +95,59 @@ public final class UpstreamClient: @unchecked Sendable {
         ccurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, configuration.timeoutMilliseconds)
         ccurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, min(configuration.timeoutMilliseconds, 10_000))
         if let caFile = configuration.caFile { ccurl_easy_setopt_string(easy, CURLOPT_CAINFO, caFile) }
-        transfer.errorBuffer.withUnsafeMutableBufferPointer {
-            _ = ccurl_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, $0.baseAddress)
-        }
         ccurl_easy_setopt_data_callback(easy, CURLOPT_WRITEFUNCTION, Transfer.writeCallback)
         ccurl_easy_setopt_data_callback(easy, CURLOPT_HEADERFUNCTION, Transfer.headerCallback)
+        let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        errorBuffers[easy] = errorBuffer
+        ccurl_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, errorBuffer)
+        return easy
+    }
 
+    /// The options of one request. Every option a previous request on the
+    /// same handle may have set is set again here, in an order that matters:
+    /// NOBODY survives POSTFIELDS, POSTFIELDS makes a request a POST, HTTPGET
+    /// makes it a GET again (and clears NOBODY), and a POST must never be left
+    /// without its fields (libcurl would then read the body from standard
+    /// input). MethodTests alternates every method on the same handles.
+    private func configure(_ transfer: Transfer, for request: UpstreamRequest) {
+        let easy = transfer.easy
+        var url = Array(configuration.baseURL.utf8)
+        url.append(contentsOf: request.pathAndQuery)
+        url.append(0)
+        url.withUnsafeBufferPointer { ptr in
+            ptr.withMemoryRebound(to: CChar.self) { _ = ccurl_easy_setopt_string(easy, CURLOPT_URL, $0.baseAddress) }
+        }
+        errorBuffers[easy]?[0] = 0
         // libcurl re-sends a request by itself when a reused connection dies
         // before any byte of the answer, whatever the method. The API may
         // already have acted on it (a cancel, a billing-key payment), so only
         // safe methods travel on reused connections; the others get a fresh
         // connection of their own, closed afterwards so that they do not fill
         // the cache.
-        if !request.method.isSafe {
-            ccurl_easy_setopt_long(easy, CURLOPT_FRESH_CONNECT, 1)
-            ccurl_easy_setopt_long(easy, CURLOPT_FORBID_REUSE, 1)
-        }
-        switch request.method {
-        case .get:
-            ccurl_easy_setopt_long(easy, CURLOPT_HTTPGET, 1)
-        case .head:
-            ccurl_easy_setopt_long(easy, CURLOPT_NOBODY, 1)
-        case .post:
-            ccurl_easy_setopt_long(easy, CURLOPT_POST, 1)
-        default:
-            ccurl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.methodName)
-        }
+        let safe = request.method.isSafe
+        ccurl_easy_setopt_long(easy, CURLOPT_FRESH_CONNECT, safe ? 0 : 1)
+        ccurl_easy_setopt_long(easy, CURLOPT_FORBID_REUSE, safe ? 0 : 1)
+
         if request.body != nil || request.method == .post {
+            // NOBODY outlives POSTFIELDS: clear it first, or a request after a HEAD
+            // would go out as a HEAD.
+            ccurl_easy_setopt_long(easy, CURLOPT_NOBODY, 0)
             ccurl_easy_setopt_off_t(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(transfer.requestBody.count))
             transfer.requestBody.withUnsafeMutableBytes {
                 _ = ccurl_easy_setopt_pointer(easy, CURLOPT_POSTFIELDS, $0.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 1))
+            }
+            ccurl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method == .post ? nil : request.methodName)
+        } else {
+            ccurl_easy_setopt_long(easy, CURLOPT_HTTPGET, 1)
+            switch request.method {
+            case .get:
+                ccurl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, nil)
+            case .head:
+                ccurl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, nil)
+                ccurl_easy_setopt_long(easy, CURLOPT_NOBODY, 1)
+            default:
+                ccurl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.methodName)
             }
         }
         let list = transfer.setHeaders(first: request.firstLine, lines: request.headerLines)
@@ -212,7 +232,8 @@ public final class UpstreamClient: @unchecked Sendable {
             }
             return .success(transfer.makeResponse())
         }
-        let detail = transfer.errorMessage.isEmpty ? String(cString: curl_easy_strerror(code)) : transfer.errorMessage
+        let message = errorBuffers[transfer.easy].map { String(cString: $0) } ?? ""
+        let detail = message.isEmpty ? String(cString: curl_easy_strerror(code)) : message
         switch code {
         case CURLE_OPERATION_TIMEDOUT:
             return .failure(.timeout)
@@ -228,12 +249,18 @@ public final class UpstreamClient: @unchecked Sendable {
     }
 
     private func recycle(_ easy: UnsafeMutableRawPointer) {
-        curl_easy_reset(easy)
+        // The header list and body belong to the finished transfer.
+        ccurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, nil)
         if idleHandles.count < 256 {
             idleHandles.append(easy)
         } else {
-            curl_easy_cleanup(easy)
+            destroy(easy)
         }
+    }
+
+    private func destroy(_ easy: UnsafeMutableRawPointer) {
+        curl_easy_cleanup(easy)
+        errorBuffers.removeValue(forKey: easy)?.deallocate()
     }
 
     /// Releases libcurl's resources; on the loop, once no transfer is running.
@@ -247,7 +274,7 @@ public final class UpstreamClient: @unchecked Sendable {
         }
         for fd in sockets.keys { loop.unregister(fd) }
         sockets.removeAll()
-        for easy in idleHandles { curl_easy_cleanup(easy) }
+        for easy in idleHandles { destroy(easy) }
         idleHandles.removeAll()
     }
 }

@@ -29,9 +29,40 @@ public struct LineLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
+    /// Fields in this order first (the access line reads left to right), the rest sorted.
+    static let fieldOrder = [
+        "request_id", "method", "path", "status", "upstream_status", "bytes", "duration_ms", "client", "renewed",
+        "replayed", "error", "reason",
+    ]
+
+    /// The event's fields in a stable order, without copying the dictionary
+    /// when the handler has none of its own (the common case).
+    private func orderedFields(_ event: LogEvent) -> [(String, Logger.Metadata.Value)] {
+        var all: Logger.Metadata
+        if metadata.isEmpty {
+            all = event.metadata ?? [:]
+        } else {
+            all = metadata
+            if let extra = event.metadata { all.merge(extra) { _, new in new } }
+        }
+        var fields: [(String, Logger.Metadata.Value)] = []
+        fields.reserveCapacity(all.count)
+        var known = 0
+        for key in Self.fieldOrder {
+            if let value = all[key] {
+                fields.append((key, value))
+                known += 1
+            }
+        }
+        if known < all.count {
+            let rest = all.filter { !Self.fieldOrder.contains($0.key) }.sorted { $0.key < $1.key }
+            fields.append(contentsOf: rest.map { ($0.key, $0.value) })
+        }
+        return fields
+    }
+
     public func log(event: LogEvent) {
-        var all = metadata
-        if let extra = event.metadata { all.merge(extra) { _, new in new } }
+        let fields = orderedFields(event)
         var line: [UInt8] = []
         line.reserveCapacity(256)
         switch format {
@@ -41,7 +72,7 @@ public struct LineLogHandler: LogHandler {
             line.append(contentsOf: event.level.rawValue.utf8)
             line.append(UInt8(ascii: " "))
             line.append(contentsOf: event.message.description.utf8)
-            for (key, value) in all.sorted(by: { $0.key < $1.key }) {
+            for (key, value) in fields {
                 line.append(UInt8(ascii: " "))
                 line.append(contentsOf: key.utf8)
                 line.append(UInt8(ascii: "="))
@@ -59,7 +90,7 @@ public struct LineLogHandler: LogHandler {
             line.append(contentsOf: event.level.rawValue.utf8)
             line.append(contentsOf: #"","msg":"#.utf8)
             appendJSONString(event.message.description, to: &line)
-            for (key, value) in all.sorted(by: { $0.key < $1.key }) {
+            for (key, value) in fields {
                 line.append(UInt8(ascii: ","))
                 appendJSONString(key, to: &line)
                 line.append(UInt8(ascii: ":"))
@@ -96,6 +127,11 @@ public struct LineLogHandler: LogHandler {
 }
 
 /// Where log lines go: standard error, or a buffer kept for tests.
+///
+/// On an event-loop thread that called `startBatching`, lines collect in a
+/// per-thread buffer that the loop writes out once per iteration, so a busy
+/// loop makes one write(2) for many access lines instead of one each. Lines
+/// from other threads are written at once.
 public final class LogSink: Sendable {
     private let fd: Int32
     private let capturing: Bool
@@ -114,12 +150,50 @@ public final class LogSink: Sendable {
         self.capturing = true
     }
 
+    /// The calling thread's batch, if it batches.
+    private final class Batch {
+        var bytes: [UInt8] = []
+    }
+
+    private static let batchKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// Makes the calling thread batch its lines until `flushBatch`; call on a
+    /// loop thread, and flush at the end of each iteration.
+    public func startBatching() {
+        let batch = Batch()
+        batch.bytes.reserveCapacity(16384)
+        pthread_setspecific(Self.batchKey, Unmanaged.passRetained(batch).toOpaque())
+    }
+
+    /// Writes what the calling thread has batched.
+    public func flushBatch() {
+        guard let raw = pthread_getspecific(Self.batchKey) else { return }
+        let batch = Unmanaged<Batch>.fromOpaque(raw).takeUnretainedValue()
+        if batch.bytes.isEmpty { return }
+        emit(batch.bytes)
+        batch.bytes.removeAll(keepingCapacity: true)
+    }
+
     func write(_ line: [UInt8]) {
-        if capturing {
-            captured.withLock { $0.append(contentsOf: line) }
+        if !capturing, let raw = pthread_getspecific(Self.batchKey) {
+            let batch = Unmanaged<Batch>.fromOpaque(raw).takeUnretainedValue()
+            batch.bytes.append(contentsOf: line)
+            if batch.bytes.count >= 65536 { flushBatch() }
             return
         }
-        line.withUnsafeBytes { raw in
+        emit(line)
+    }
+
+    private func emit(_ bytes: [UInt8]) {
+        if capturing {
+            captured.withLock { $0.append(contentsOf: bytes) }
+            return
+        }
+        bytes.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
                 let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)

@@ -17,7 +17,9 @@ public final class ProxyService: Sendable {
 
     /// Builds and starts everything, and begins the first token fetch in the
     /// background. `tokenSource` replaces the real getToken (tests only).
-    public init(configuration: ProxyConfiguration, logger: Logger, tokenSource: (any TokenSource)? = nil) throws {
+    /// `logSink`, when given, batches lines per loop iteration on the loops.
+    public init(configuration: ProxyConfiguration, logger: Logger, tokenSource: (any TokenSource)? = nil,
+                logSink: LogSink? = nil) throws {
         let loops = configuration.loopCount > 0 ? configuration.loopCount : max(1, System.coreCount)
         let group = try EventLoopGroup(count: loops)
         let upstreams = group.loops.map { UpstreamClient(loop: $0, configuration: configuration.upstream) }
@@ -29,6 +31,17 @@ public final class ProxyService: Sendable {
             ProxyService.report(event, logger: tokenLogger, metrics: metrics)
         }
         let contexts = zip(group.loops, upstreams).map { LoopContext(loop: $0, upstream: $1) }
+        if let logSink {
+            for loop in group.loops {
+                let started = DoneFlag()
+                loop.execute {
+                    logSink.startBatching()
+                    loop.addIterationHook { logSink.flushBatch() }
+                    started.set()
+                }
+                started.wait()
+            }
+        }
         let handler = ProxyHandler(
             configuration: configuration, tokens: tokens, metrics: metrics, logger: logger, contexts: contexts,
             upstreamConnectionsOpened: { upstreams.reduce(0) { $0 + $1.connectionsOpened } })

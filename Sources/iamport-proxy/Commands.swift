@@ -133,7 +133,7 @@ func serve(_ options: CommonOptions) throws {
     _ = UpstreamClient.globalInit
     let service: ProxyService
     do {
-        service = try ProxyService(configuration: configuration, logger: logger)
+        service = try ProxyService(configuration: configuration, logger: logger, logSink: .standardError)
     } catch {
         logger.critical("cannot start: \(error)")
         throw RuntimeFailure(description: "cannot start: \(error)")

@@ -121,8 +121,8 @@ def process_tree(pid):
 
 
 def to_ms(text):
-    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    value, unit = re.match(r"([\d.]+)(us|ms|s|m)$", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
 def run_wrk(url, connections, seconds, sample=None):
@@ -136,8 +136,9 @@ def run_wrk(url, connections, seconds, sample=None):
     out, _ = p.communicate(timeout=seconds + 30)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
-    p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))
+    # The latency-distribution lines only: "+/- Stdev" columns also end in "99%".
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)$", out, re.M).group(1))
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)$", out, re.M).group(1))
     errors = 0
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if m:

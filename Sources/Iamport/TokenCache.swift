@@ -116,25 +116,12 @@ public final class TokenCache: Sendable {
             return
         }
         let now = clock.now()
-        enum Next { case deliver(Token), wait, fetch, fail(String) }
         let next = state.withLock { s -> Next in
             if let t = s.current, t.isUsable(at: now) { return .deliver(t) }
             s.current = nil
-            if s.fetching != nil {
-                s.waiters.append(completion)
-                return .wait
-            }
-            if now < s.retryAt { return .fail(s.lastError ?? "token endpoint unavailable") }
-            s.fetching = .demand
-            s.waiters.append(completion)
-            return .fetch
+            return Self.joinOrStartFetch(&s, now: now, reason: .demand, completion)
         }
-        switch next {
-        case .deliver(let t): completion(.success(t))
-        case .wait: break
-        case .fetch: fetch(.demand)
-        case .fail(let message): completion(.failure(.unavailable(message)))
-        }
+        proceed(next, reason: .demand, completion)
     }
 
     /// The API answered 401 to a request made with `used`. Drops it if it is
@@ -142,7 +129,6 @@ public final class TokenCache: Sendable {
     /// fetching (once, however many callers) if needed.
     public func renewAfterUnauthorized(used: Token, _ completion: @escaping Waiter) {
         let now = clock.now()
-        enum Next { case deliver(Token), wait, fetch, fail(String) }
         var dropped = false
         let next = state.withLock { s -> Next in
             if let t = s.current {
@@ -152,20 +138,33 @@ public final class TokenCache: Sendable {
                     dropped = true
                 }
             }
-            if s.fetching != nil {
-                s.waiters.append(completion)
-                return .wait
-            }
-            if now < s.retryAt { return .fail(s.lastError ?? "token endpoint unavailable") }
-            s.fetching = .unauthorized
-            s.waiters.append(completion)
-            return .fetch
+            return Self.joinOrStartFetch(&s, now: now, reason: .unauthorized, completion)
         }
         if dropped { observer(.droppedAfterUnauthorized) }
+        proceed(next, reason: .unauthorized, completion)
+    }
+
+    private enum Next { case deliver(Token), wait, fetch, fail(String) }
+
+    /// With no usable token: join the fetch in flight, fail fast while the
+    /// endpoint backs off, or start the one fetch. Under the lock.
+    private static func joinOrStartFetch(_ s: inout State, now: Double, reason: FetchReason, _ completion: @escaping Waiter) -> Next {
+        if s.fetching != nil {
+            s.waiters.append(completion)
+            return .wait
+        }
+        if now < s.retryAt { return .fail(s.lastError ?? "token endpoint unavailable") }
+        s.fetching = reason
+        s.waiters.append(completion)
+        return .fetch
+    }
+
+    /// Outside the lock: what `joinOrStartFetch` decided.
+    private func proceed(_ next: Next, reason: FetchReason, _ completion: @escaping Waiter) {
         switch next {
         case .deliver(let t): completion(.success(t))
         case .wait: break
-        case .fetch: fetch(.unauthorized)
+        case .fetch: fetch(reason)
         case .fail(let message): completion(.failure(.unavailable(message)))
         }
     }

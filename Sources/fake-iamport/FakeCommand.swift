@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
+import EventLoops
 import FakeIamport
 
 /// Runs the fake iamport API (for `make demo` and manual tests). Its
@@ -18,19 +19,13 @@ struct FakeIamportCommand: ParsableCommand {
     @Option(help: "Seconds added to this machine's clock.") var clockOffset = 0
 
     func run() throws {
-        signal(SIGPIPE, SIG_IGN)
-        var stop = sigset_t()
-        sigemptyset(&stop)
-        sigaddset(&stop, SIGTERM)
-        sigaddset(&stop, SIGINT)
-        pthread_sigmask(SIG_BLOCK, &stop, nil)
+        let signals = TerminationSignals.block()
         let fake = FakeIamport(configuration: .init(
             apiKey: apiKey, apiSecret: apiSecret, tokenLifetime: tokenLifetime, clockOffset: clockOffset))
         let address = try fake.start(listen: listen)
         print("fake iamport listening on \(address)")
         fflush(nil)
-        var received: Int32 = 0
-        sigwait(&stop, &received)
+        _ = signals.wait()
         fake.stop()
     }
 }

@@ -120,14 +120,7 @@ func makeLogger(level: Logger.Level, format: LineLogHandler.Format) -> Logger {
 func serve(_ options: CommonOptions) throws {
     let settings = try Settings.resolve(options, env: Environment.current())
     let configuration = try settings.proxyConfiguration()
-    // Signals: ignore SIGPIPE (OpenSSL can raise it); take SIGTERM and SIGINT
-    // synchronously with sigwait, blocked before any thread starts.
-    signal(SIGPIPE, SIG_IGN)
-    var stopSignals = sigset_t()
-    sigemptyset(&stopSignals)
-    sigaddset(&stopSignals, SIGTERM)
-    sigaddset(&stopSignals, SIGINT)
-    pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+    let signals = TerminationSignals.block()
 
     let logger = makeLogger(level: settings.logLevel, format: settings.logFormat)
     _ = UpstreamClient.globalInit
@@ -149,8 +142,7 @@ func serve(_ options: CommonOptions) throws {
         "client_token": "\(settings.clientToken == nil ? "off" : "on")",
         "allow_rules": "\(settings.allow.count)", "loops": "\(service.group.loops.count)",
     ])
-    var received: Int32 = 0
-    sigwait(&stopSignals, &received)
+    let received = signals.wait()
     lifecycle.notice("shutting down", metadata: ["signal": "\(received == SIGTERM ? "SIGTERM" : "SIGINT")"])
     let clean = service.shutdown(grace: 10)
     lifecycle.notice("stopped", metadata: ["clean": "\(clean)"])

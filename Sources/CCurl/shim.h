@@ -38,6 +38,11 @@ static inline CURLcode ccurl_easy_getinfo_double(CURL *h, CURLINFO i, double *v)
     return curl_easy_getinfo(h, i, v);
 }
 
+typedef int (*ccurl_closesocket_callback)(void *clientp, curl_socket_t item);
+static inline CURLcode ccurl_easy_setopt_closesocket_callback(CURL *h, ccurl_closesocket_callback f) {
+    return curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, f);
+}
+
 typedef int (*ccurl_socket_callback)(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp);
 typedef int (*ccurl_timer_callback)(CURLM *multi, long timeout_ms, void *userp);
 

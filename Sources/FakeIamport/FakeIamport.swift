@@ -87,10 +87,12 @@ public final class FakeIamport: HTTPHandler {
     // MARK: - Running
 
     /// Starts listening; returns the bound address.
-    public func start(listen: String = "127.0.0.1:0", loops: Int = 1) throws -> SocketAddress {
+    /// `idleTimeout`: how long it keeps an idle keep-alive connection open.
+    public func start(listen: String = "127.0.0.1:0", loops: Int = 1, idleTimeout: Double = 60) throws -> SocketAddress {
         let group = try EventLoopGroup(count: loops)
-        let server = Server(configuration: Server.Configuration(listen: listen, limits: Limits(maxBodyBytes: 16 << 20)),
-                            group: group, handler: self)
+        let server = Server(
+            configuration: Server.Configuration(listen: listen, limits: Limits(maxBodyBytes: 16 << 20), idleTimeout: idleTimeout),
+            group: group, handler: self)
         let address = try server.start()
         self.server.withLock { $0 = server }
         self.group.withLock { $0 = group }

@@ -1,4 +1,7 @@
 import CCurl
+#if canImport(Glibc)
+import Glibc
+#endif
 import EventLoops
 import HTTP1
 import Synchronization
@@ -19,7 +22,20 @@ public final class UpstreamClient: @unchecked Sendable {
     private var errorBuffers: [UnsafeMutableRawPointer: UnsafeMutablePointer<CChar>] = [:]
     /// libcurl's one timer, watched by the loop as a deadline source.
     private var curlDeadline: UInt64?
-    private var sockets: [Int32: CurlSocket] = [:]
+    /// libcurl's sockets in the epoll set, with the events registered for
+    /// them. A socket libcurl stops watching (an idle kept-alive connection)
+    /// stays registered: the next transfer on it usually wants the same
+    /// events, so no epoll_ctl is needed either way. libcurl tells us when it
+    /// closes one (CLOSESOCKETFUNCTION), so an entry never outlives its
+    /// descriptor.
+    private var sockets: [Int32: Watch] = [:]
+
+    private struct Watch {
+        let socket: CurlSocket
+        /// Registered events; nil when out of the epoll set.
+        var events: UInt32?
+        var wanted: Bool
+    }
     private var active = 0
     private let opened = Atomic<Int>(0)
     /// Upstream connections opened so far (new TCP/TLS connections, not
@@ -97,6 +113,8 @@ public final class UpstreamClient: @unchecked Sendable {
         if let caFile = configuration.caFile { ccurl_easy_setopt_string(easy, CURLOPT_CAINFO, caFile) }
         ccurl_easy_setopt_data_callback(easy, CURLOPT_WRITEFUNCTION, Transfer.writeCallback)
         ccurl_easy_setopt_data_callback(easy, CURLOPT_HEADERFUNCTION, Transfer.headerCallback)
+        ccurl_easy_setopt_closesocket_callback(easy, Self.closeSocketCallback)
+        ccurl_easy_setopt_pointer(easy, CURLOPT_CLOSESOCKETDATA, Unmanaged.passUnretained(self).toOpaque())
         let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
         errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
         errorBuffers[easy] = errorBuffer
@@ -169,25 +187,62 @@ public final class UpstreamClient: @unchecked Sendable {
         return 0
     }
 
+    /// libcurl closes a socket: forget it first, so its number can be reused.
+    private static let closeSocketCallback: ccurl_closesocket_callback = { clientp, fd in
+        let client = Unmanaged<UpstreamClient>.fromOpaque(clientp!).takeUnretainedValue()
+        client.forget(fd)
+        return Glibc.close(fd)
+    }
+
+    private func forget(_ fd: Int32) {
+        if let watch = sockets.removeValue(forKey: fd), watch.events != nil { loop.unregister(fd) }
+    }
+
     private func watch(_ fd: Int32, what: Int32) {
         if what == CURL_POLL_REMOVE {
-            if sockets.removeValue(forKey: fd) != nil { loop.unregister(fd) }
+            sockets[fd]?.wanted = false  // stays registered, parked
             return
         }
         var events: UInt32 = 0
         if what & CURL_POLL_IN != 0 { events |= EventLoop.readable }
         if what & CURL_POLL_OUT != 0 { events |= EventLoop.writable }
-        if sockets[fd] != nil {
-            loop.modify(fd, events: events)
+        if var watch = sockets[fd] {
+            watch.wanted = true
+            if watch.events == nil {
+                do {
+                    try loop.register(fd, events: events, handler: watch.socket)
+                    watch.events = events
+                } catch {}
+            } else if watch.events != events {
+                loop.modify(fd, events: events)
+                watch.events = events
+            }
+            sockets[fd] = watch
         } else {
             let socket = CurlSocket(fd: fd, client: self)
             do {
                 try loop.register(fd, events: events, handler: socket)
-                sockets[fd] = socket
+                sockets[fd] = Watch(socket: socket, events: events, wanted: true)
             } catch {
                 // curl then times the transfer out.
             }
         }
+    }
+
+    /// An event on a socket: for libcurl, unless it is parked. A parked one
+    /// that fires (the server closed an idle connection) leaves the epoll set
+    /// (a hang-up is reported whatever the mask) until libcurl wants it again
+    /// or closes it.
+    func socketEvent(_ fd: Int32, events: Int32) {
+        guard let watch = sockets[fd] else { return }
+        if !watch.wanted {
+            if watch.events != nil {
+                loop.unregister(fd)
+                sockets[fd]?.events = nil
+            }
+            return
+        }
+        socketAction(fd, events: events)
     }
 
     /// Never calls back into curl from inside its callback: the loop calls
@@ -272,7 +327,7 @@ public final class UpstreamClient: @unchecked Sendable {
             curl_multi_cleanup(multi)  // closes cached connections; REMOVE callbacks run here
             self.multi = nil
         }
-        for fd in sockets.keys { loop.unregister(fd) }
+        for (fd, watch) in sockets where watch.events != nil { loop.unregister(fd) }
         sockets.removeAll()
         for easy in idleHandles { destroy(easy) }
         idleHandles.removeAll()
@@ -303,6 +358,6 @@ final class CurlSocket: EventHandler {
         if events & (EventLoop.readable | EventLoop.hangup) != 0 { bits |= CURL_CSELECT_IN }
         if events & EventLoop.writable != 0 { bits |= CURL_CSELECT_OUT }
         if events & EventLoop.error != 0 { bits |= CURL_CSELECT_ERR }
-        client.socketAction(fd, events: bits)
+        client.socketEvent(fd, events: bits)
     }
 }

@@ -13,9 +13,10 @@ final class BinaryHarness: @unchecked Sendable {
     let port: Int
 
     init(fake configuration: FakeIamport.Configuration = .init(apiKey: BinaryHarness.apiKey, apiSecret: BinaryHarness.apiSecret),
-         upstream: ((Int) -> String)? = nil, arguments: [String] = [], environment: [String: String] = [:]) throws {
+         upstream: ((Int) -> String)? = nil, arguments: [String] = [], environment: [String: String] = [:],
+         fakeIdleTimeout: Double = 60) throws {
         fake = FakeIamport(configuration: configuration)
-        fakePort = try fake.start().port
+        fakePort = try fake.start(idleTimeout: fakeIdleTimeout).port
         var env = [
             "IAMPORT_API_KEY": BinaryHarness.apiKey, "IAMPORT_API_SECRET": BinaryHarness.apiSecret,
             "IAMPORT_PROXY_UPSTREAM": upstream?(fakePort) ?? "http://127.0.0.1:\(fakePort)",

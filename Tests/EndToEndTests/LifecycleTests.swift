@@ -113,6 +113,24 @@ import Testing
     }
 }
 
+extension LifecycleTests {
+    /// The upstream closes idle kept-alive connections: the proxy neither
+    /// spins on the dead sockets nor fails the next request.
+    @Test func upstreamClosingIdleConnectionsIsHarmless() throws {
+        let h = try BinaryHarness(fakeIdleTimeout: 0.5)
+        #expect(h.waitUntilReady())
+        for n in 0..<6 { #expect(try HTTPTestClient.get(port: h.port, "/payments/imp_\(n)").status == 200) }
+        Thread.sleep(forTimeInterval: 2)  // the fake has closed every idle connection by now
+        let before = cpuTicks(pid: h.proxy.pid)
+        Thread.sleep(forTimeInterval: 1.5)
+        let used = cpuTicks(pid: h.proxy.pid) - before
+        #expect(used < 20, "\(used) ticks of CPU in 1.5 s of idling")
+        for n in 0..<6 { #expect(try HTTPTestClient.get(port: h.port, "/payments/imp_again_\(n)").status == 200) }
+        #expect(h.fake.recorded.filter { $0.target.hasPrefix("/payments/imp_again_") }.count == 6, "each sent once")
+        #expect(h.stop() == 0)
+    }
+}
+
 /// User and system CPU time of a process, in clock ticks, from /proc.
 func cpuTicks(pid: Int32) -> Int {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

@@ -24,10 +24,10 @@ final class Harness: @unchecked Sendable {
         clientToken: String? = nil, allow: [String] = [], upstreamTimeoutMs: Int = 5000,
         limits: Limits = Limits(), server: ((inout Server.Configuration) -> Void)? = nil,
         upstreamURL: String? = nil, waitForToken: Bool = true, logLevel: Logger.Level = .trace,
-        logFormat: LineLogHandler.Format = .text
+        logFormat: LineLogHandler.Format = .text, fakeIdleTimeout: Double = 60
     ) throws {
         fake = FakeIamport(configuration: fakeConfiguration)
-        fakePort = try fake.start().port
+        fakePort = try fake.start(idleTimeout: fakeIdleTimeout).port
         var serverConfiguration = Server.Configuration(listen: "127.0.0.1:0", limits: limits)
         server?(&serverConfiguration)
         let configuration = ProxyConfiguration(

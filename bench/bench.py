@@ -186,6 +186,8 @@ def run(work, procs, args):
 
     p = {name: free_port() for name in ["up", "up_tls", "up_slow", "ngx", "ngx_tls", "ngx_slow",
                                         "hap", "hap_tls", "hap_slow", "ip", "ip_tls", "ip_slow"]}
+    # nginx writes nothing here, but wants writable temporary directories.
+    temp_paths = " ".join(f"{kind}_temp_path {work}/tmp;" for kind in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"])
     escaped = payment.replace("\\", "\\\\").replace("'", "\\'")
     # The upstream: nginx, one worker, answers from memory. getToken calls are logged to count them.
     with open(os.path.join(work, "upstream.conf"), "w") as f:
@@ -199,8 +201,7 @@ http {{
     keepalive_requests 1000000;
     keepalive_timeout 120s;
     default_type application/json;
-    client_body_temp_path {work}/tmp; proxy_temp_path {work}/tmp; fastcgi_temp_path {work}/tmp;
-    uwsgi_temp_path {work}/tmp; scgi_temp_path {work}/tmp;
+    {temp_paths}
     server {{
         listen 127.0.0.1:{p['up']} backlog=4096;
         listen 127.0.0.1:{p['up_tls']} ssl backlog=4096;
@@ -260,8 +261,7 @@ events {{ worker_connections 8192; }}
 http {{
     access_log off;
     keepalive_requests 1000000;
-    client_body_temp_path {work}/tmp; proxy_temp_path {work}/tmp; fastcgi_temp_path {work}/tmp;
-    uwsgi_temp_path {work}/tmp; scgi_temp_path {work}/tmp;
+    {temp_paths}
     upstream plain {{ server 127.0.0.1:{p['up']}; keepalive 1024; }}
     upstream tls {{ server 127.0.0.1:{p['up_tls']}; keepalive 1024; }}
     upstream slow {{ server 127.0.0.1:{p['up_slow']}; keepalive 1024; }}

@@ -131,10 +131,6 @@ public final class FakeIamport: HTTPHandler {
         state.withLock { s in s.tokenFailure = status.map { ($0, message) } }
     }
 
-    public func setClockOffset(_ seconds: Int) {
-        state.withLock { $0.configuration.clockOffset = seconds }
-    }
-
     public func clearRecorded() {
         state.withLock { $0.recorded.removeAll() }
     }

@@ -54,8 +54,6 @@ public struct HeaderField: Sendable, Equatable {
 public enum Method: UInt8, Sendable {
     case get, head, post, put, delete, patch, options, trace, connect, other
 
-    public var hasNoResponseBody: Bool { self == .head }
-
     /// Safe methods (RFC 9110 §9.2.1): sending one twice changes nothing.
     public var isSafe: Bool { self == .get || self == .head || self == .options || self == .trace }
 

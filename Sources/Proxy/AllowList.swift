@@ -71,11 +71,12 @@ public struct AllowList: Sendable {
             description: "\(methodText) \(pathText)")
     }
 
-    public func allows(method: ArraySlice<UInt8>, path: [[UInt8]]) -> Bool {
-        if rules.isEmpty { return true }
+    func allows(method: ArraySlice<UInt8>, path: RequestPath) -> Bool {
+        if rules.isEmpty { return true }  // before decoding the segments: no work without rules
+        let segments = path.segments
         return rules.contains { rule in
             if let m = rule.method, !method.equalsIgnoringCase(m) { return false }
-            return Self.match(rule.segments[...], path[...])
+            return Self.match(rule.segments[...], segments[...])
         }
     }
 

@@ -77,7 +77,7 @@ public final class ProxyHandler: HTTPHandler {
                 refusal = nil
             } else if !authenticator.isAuthorized(head) {
                 refusal = (.clientUnauthorized, "missing or wrong client token")
-            } else if !configuration.allowList.allows(method: head[head.methodRange], path: path.segments) {
+            } else if !configuration.allowList.allows(method: head[head.methodRange], path: path) {
                 refusal = (.forbidden, "this method and path are not in the allow list")
             } else {
                 refusal = nil

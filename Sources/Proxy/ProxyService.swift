@@ -79,11 +79,6 @@ public final class ProxyService: Sendable {
         return clean
     }
 
-    /// Upstream connections opened so far, over all loops.
-    public func upstreamConnectionsOpened() -> Int {
-        upstreams.reduce(0) { $0 + $1.connectionsOpened }
-    }
-
     static func report(_ event: TokenEvent, logger: Logger, metrics: ProxyMetrics) {
         switch event {
         case .fetched(let reason, let lifetime, let newValue):

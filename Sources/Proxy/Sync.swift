@@ -10,17 +10,6 @@ final class DoneFlag: Sendable {
     func wait() { while !done.load(ordering: .acquiring) { usleep(200) } }
 }
 
-final class ValueBox: Sendable {
-    private let value = Mutex<Int?>(nil)
-    func set(_ v: Int) { value.withLock { $0 = v } }
-    func wait() -> Int {
-        while true {
-            if let v = value.withLock({ $0 }) { return v }
-            usleep(200)
-        }
-    }
-}
-
 public enum System {
     public static var coreCount: Int { Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
 }

@@ -12,7 +12,6 @@ struct InputBuffer {
 
     var readableCount: Int { writeIndex - readIndex }
     var isEmpty: Bool { readIndex == writeIndex }
-    var capacity: Int { storage.count }
 
     mutating func consume(_ n: Int) {
         readIndex += n

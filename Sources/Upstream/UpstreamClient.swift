@@ -70,8 +70,6 @@ public final class UpstreamClient: @unchecked Sendable {
         return m
     }
 
-    public var activeTransfers: Int { active }
-
     /// Sends `request`; `completion` runs on the loop, exactly once.
     public func send(
         _ request: UpstreamRequest, completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void

@@ -7,7 +7,7 @@ import Testing
     func allows(_ rules: [String], _ method: String, _ target: String) throws -> Bool {
         let list = try AllowList(rules)
         guard case .success(let path) = RequestPath.parse(Array(target.utf8)[...]) else { return false }
-        return list.allows(method: Array(method.utf8)[...], path: path.segments)
+        return list.allows(method: Array(method.utf8)[...], path: path)
     }
 
     @Test func matchesMethodAndPattern() throws {

@@ -136,6 +136,20 @@ import Testing
         #expect(h.fake.apiCalls == before + 1)
     }
 
+    @Test func upstreamGoneAfterTheTokenIs502Unreachable() throws {
+        let h = try Harness()
+        defer { h.stop() }
+        #expect(try h.get("/payments/imp_1").status == 200)
+        h.fake.stop()  // nothing listens any more: connection refused
+        let answer = try h.get("/payments/imp_2")
+        #expect(answer.status == 502)
+        #expect(answer.header("X-Iamport-Proxy-Error") == "upstream_unreachable")
+        let message: String = answer.json?["message"] as? String ?? ""
+        #expect(message.hasPrefix("iamport-proxy: upstream unreachable"), "\(message)")
+        #expect(h.logs.capturedText.contains("error=upstream_unreachable"))
+        #expect(try h.get("/_proxy/healthz").status == 200, "still serving")
+    }
+
     @Test func unreachableUpstreamIs502() throws {
         // A port with nothing listening: bind one, note it, close it.
         let h = try Harness(upstreamURL: "http://127.0.0.1:1", waitForToken: false)

@@ -15,7 +15,8 @@ import Synchronization
 ///
 /// Faults are injected per request with an `X-Fake-Fault` header (which the
 /// proxy forwards like any other): `delay=MS`, `hang`, `reset`, `garbage`,
-/// `status=CODE`, `unauthorized` (answer 401 whatever the token), or
+/// `status=CODE`, `unauthorized` (answer 401 whatever the token), `gzip`,
+/// `hop-headers` (an answer with hop-by-hop fields), or
 /// through the control endpoints under `/_fake/`.
 public final class FakeIamport: HTTPHandler {
     public struct Configuration: Sendable {
@@ -260,6 +261,18 @@ public final class FakeIamport: HTTPHandler {
             response.addHeader("Content-Type", "application/json")
             response.addHeader("Content-Encoding", "gzip")
             response.body = Self.gzipBody
+            return response
+        }
+        if fault == "hop-headers" {
+            // Hop-by-hop fields and one named by Connection: none may reach the client.
+            var response = Self.envelope(status: 200, code: 0, message: nil, response: "null")
+            response.addHeader("Connection", "keep-alive, X-Upstream-Hop")
+            response.addHeader("X-Upstream-Hop", "private")
+            response.addHeader("Keep-Alive", "timeout=5")
+            response.addHeader("Proxy-Connection", "keep-alive")
+            response.addHeader("Upgrade", "h2c")
+            response.addHeader("Trailer", "X-Checksum")
+            response.addHeader("X-Kept", "yes")
             return response
         }
         if path.hasPrefix("/echo") {

@@ -97,6 +97,19 @@ import Testing
         #expect(head.header("Content-Length") == "\(get.body.count)")
     }
 
+    @Test func hopByHopFieldsOfTheAnswerAreDropped() throws {
+        let h = try Harness()
+        defer { h.stop() }
+        let answer = try h.get("/payments/imp_1", headers: ["X-Fake-Fault": "hop-headers"])
+        #expect(answer.status == 200)
+        #expect(answer.header("X-Kept") == "yes")
+        for name in ["X-Upstream-Hop", "Keep-Alive", "Proxy-Connection", "Upgrade", "Trailer"] {
+            #expect(answer.header(name) == nil, "\(name) must not reach the client")
+        }
+        // The only Connection field is the proxy's own (the request asked to close).
+        #expect(answer.headers.filter { $0.name.lowercased() == "connection" }.map(\.value) == ["close"])
+    }
+
     @Test func keepAlivePipeliningAndHTTP10() throws {
         let h = try Harness()
         defer { h.stop() }

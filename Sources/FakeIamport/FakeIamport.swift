@@ -69,6 +69,7 @@ public final class FakeIamport: HTTPHandler {
         var current: IssuedToken?
         var valid: [String: Int] = [:]  // token -> expired_at
         var getTokenCalls = 0
+        var extensions = 0
         var apiCalls = 0
         var unauthorizedAnswers = 0
         var tokenFailure: (status: Int, message: String)?
@@ -112,6 +113,8 @@ public final class FakeIamport: HTTPHandler {
     // MARK: - Controls and observations
 
     public var getTokenCalls: Int { state.withLock { $0.getTokenCalls } }
+    /// getToken answers that extended the current token instead of replacing it.
+    public var extensions: Int { state.withLock { $0.extensions } }
     public var apiCalls: Int { state.withLock { $0.apiCalls } }
     public var unauthorizedAnswers: Int { state.withLock { $0.unauthorizedAnswers } }
     public var recorded: [Recorded] { state.withLock { $0.recorded } }
@@ -206,6 +209,7 @@ public final class FakeIamport: HTTPHandler {
             let now = serverNow(s)
             if var token = s.current, token.expiredAt > now {
                 if token.expiredAt - now <= s.configuration.extensionWindow {
+                    s.extensions += 1
                     token.expiredAt += s.configuration.extensionSeconds
                     s.current = token
                     s.valid[token.value] = token.expiredAt

@@ -100,21 +100,21 @@ import Testing
         #expect(h.stop() == 0)
     }
 
-    @Test func extensionsInTheLastMinuteKeepTheSameToken() throws {
+    @Test func renewalsInsideTheExtensionWindowExtendTheToken() throws {
+        // Tokens of 6 s, extended by 6 s when asked in their last 3 s: the
+        // renewal ahead (at 1/5 of the lifetime left) falls inside that window.
         let h = try BinaryHarness(fake: .init(apiKey: BinaryHarness.apiKey, apiSecret: BinaryHarness.apiSecret,
-                                               tokenLifetime: 4, extensionWindow: 2, extensionSeconds: 4))
+                                               tokenLifetime: 6, extensionWindow: 3, extensionSeconds: 6))
         #expect(h.waitUntilReady())
-        let first = h.fake.currentToken
-        let deadline = Date().addingTimeInterval(7)
+        let deadline = Date().addingTimeInterval(9)
         var statuses: [Int] = []
         while Date() < deadline {
             statuses.append((try? HTTPTestClient.get(port: h.port, "/payments/imp_x").status) ?? -1)
             usleep(20_000)
         }
-        #expect(statuses.allSatisfy { $0 == 200 })
-        #expect(h.fake.currentToken == first, "renewed ahead inside the window: extended, not replaced")
+        #expect(statuses.allSatisfy { $0 == 200 }, "\(Dictionary(grouping: statuses, by: { $0 }).mapValues(\.count))")
+        #expect(h.fake.extensions >= 1, "renewed ahead inside the window: extended, not replaced")
         #expect(h.fake.getTokenCalls >= 2)
-        #expect(h.fake.unauthorizedAnswers == 0)
         #expect(h.stop() == 0)
     }
 }

@@ -26,6 +26,13 @@ import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BINARY = os.path.join(ROOT, ".build", "release", "iamport-proxy")
+HAPROXY_DEFAULTS = """defaults
+    mode http
+    timeout client 30s
+    timeout connect 5s
+    timeout server 30s
+    timeout http-keep-alive 120s
+"""
 TOKEN_BODY = '{"code":0,"message":null,"response":{"access_token":"bench-token","now":1700000000,"expired_at":1700001800}}'
 
 
@@ -221,13 +228,7 @@ global
     nbthread 1
     maxconn 8000
     lua-load {ROOT}/bench/delay.lua
-defaults
-    mode http
-    timeout client 30s
-    timeout connect 5s
-    timeout server 30s
-    timeout http-keep-alive 120s
-frontend slow
+{HAPROXY_DEFAULTS}frontend slow
     bind 127.0.0.1:{p['up_slow']}
     http-request use-service lua.slow
 """)
@@ -277,13 +278,7 @@ global
     nbthread 2
     maxconn 8000
     ssl-server-verify required
-defaults
-    mode http
-    timeout client 30s
-    timeout connect 5s
-    timeout server 30s
-    timeout http-keep-alive 120s
-    http-reuse always
+{HAPROXY_DEFAULTS}    http-reuse always
 frontend plain
     bind 127.0.0.1:{p['hap']}
     http-request set-header Authorization "Bearer bench-token"

@@ -74,6 +74,9 @@ func envelopeBody(_ message: String) -> [UInt8] {
     return out
 }
 
+/// Lower-case hex digits, made once.
+let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
 func appendJSONString(_ text: String, to out: inout [UInt8]) {
     out.append(UInt8(ascii: "\""))
     for b in text.utf8 {
@@ -84,10 +87,9 @@ func appendJSONString(_ text: String, to out: inout [UInt8]) {
         case 0x0D: out.append(contentsOf: #"\r"#.utf8)
         case 0x09: out.append(contentsOf: #"\t"#.utf8)
         case 0..<0x20:
-            let hex = Array("0123456789abcdef".utf8)
             out.append(contentsOf: #"\u00"#.utf8)
-            out.append(hex[Int(b >> 4)])
-            out.append(hex[Int(b & 0xF)])
+            out.append(hexDigits[Int(b >> 4)])
+            out.append(hexDigits[Int(b & 0xF)])
         default: out.append(b)
         }
     }

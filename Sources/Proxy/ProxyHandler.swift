@@ -49,8 +49,7 @@ public final class ProxyHandler: HTTPHandler {
         self.authenticator = ClientAuthenticator(clientToken: configuration.clientToken)
         self.upstreamAuthority = Self.authority(of: configuration.upstream.baseURL)
         var random = SystemRandomNumberGenerator()
-        let hex = Array("0123456789abcdef".utf8)
-        self.requestIDPrefix = (0..<12).map { _ in hex[Int(random.next() % 16)] } + [UInt8(ascii: "-")]
+        self.requestIDPrefix = (0..<12).map { _ in hexDigits[Int(random.next() % 16)] } + [UInt8(ascii: "-")]
     }
 
     func attach(_ server: Server) {
@@ -398,15 +397,13 @@ public final class ProxyHandler: HTTPHandler {
         } else {
             serial = Self.fallbackSerial.wrappingAdd(1, ordering: .relaxed).newValue << 8 | 0xFF
         }
-        let hex = Array("0123456789abcdef".utf8)
-        var digits: [UInt8] = []
-        var v = serial
-        repeat {
-            digits.append(hex[Int(v & 0xF)])
-            v >>= 4
-        } while v > 0
-        while digits.count < 8 { digits.append(UInt8(ascii: "0")) }
-        id.append(contentsOf: digits.reversed())
+        // At least 8 hex digits, most significant first, written in place.
+        var width = 8
+        while width < 16 && serial >> (4 * UInt64(width)) != 0 { width += 1 }
+        id.reserveCapacity(id.count + width)
+        for shift in stride(from: 4 * (width - 1), through: 0, by: -4) {
+            id.append(hexDigits[Int(serial >> UInt64(shift) & 0xF)])
+        }
         return id
     }
 

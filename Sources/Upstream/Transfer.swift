@@ -12,7 +12,7 @@ final class Transfer {
     private var headerList: UnsafeMutableRawPointer?
     /// The request body: libcurl reads it in place (CURLOPT_POSTFIELDS). The
     /// array is never mutated while the transfer runs, so its storage stays put.
-    var requestBody: [UInt8]
+    let requestBody: [UInt8]
     var completion: ((Result<UpstreamResponse, UpstreamError>) -> Void)?
     let maxResponseBytes: Int
 

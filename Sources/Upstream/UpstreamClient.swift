@@ -150,8 +150,12 @@ public final class UpstreamClient: @unchecked Sendable {
             // would go out as a HEAD.
             ccurl_easy_setopt_long(easy, CURLOPT_NOBODY, 0)
             ccurl_easy_setopt_off_t(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(transfer.requestBody.count))
-            transfer.requestBody.withUnsafeMutableBytes {
-                _ = ccurl_easy_setopt_pointer(easy, CURLOPT_POSTFIELDS, $0.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 1))
+            // Read-only access: the array is shared with the request kept for a
+            // replay, so mutable access would copy the whole body first.
+            // libcurl only reads POSTFIELDS.
+            transfer.requestBody.withUnsafeBytes {
+                let fields = $0.baseAddress.map { UnsafeMutableRawPointer(mutating: $0) } ?? UnsafeMutableRawPointer(bitPattern: 1)
+                _ = ccurl_easy_setopt_pointer(easy, CURLOPT_POSTFIELDS, fields)
             }
             ccurl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method == .post ? nil : request.methodName)
         } else {

@@ -15,7 +15,8 @@ import Synchronization
 ///
 /// Faults are injected per request with an `X-Fake-Fault` header (which the
 /// proxy forwards like any other): `delay=MS`, `hang`, `reset`, `garbage`,
-/// `status=CODE`, `unauthorized` (answer 401 whatever the token), `gzip`,
+/// `status=CODE`, `reason=TEXT` (a reason phrase of its own, `_` for spaces),
+/// `unauthorized` (answer 401 whatever the token), `gzip`,
 /// `hop-headers` (an answer with hop-by-hop fields), or
 /// through the control endpoints under `/_fake/`.
 public final class FakeIamport: HTTPHandler {
@@ -259,6 +260,12 @@ public final class FakeIamport: HTTPHandler {
         if fault.hasPrefix("status="), let status = Int(fault.dropFirst(7)) {
             return Self.envelope(status: status, code: status == 207 ? 0 : -1, message: "fake status \(status)",
                                  response: status == 207 ? "[]" : "null")
+        }
+        if fault.hasPrefix("reason=") {
+            // A reason phrase of the upstream's own (spaces as `_`).
+            var response = Self.envelope(status: 200, code: 0, message: nil, response: "null")
+            response.reason = Array(fault.dropFirst(7).utf8).map { $0 == UInt8(ascii: "_") ? UInt8(ascii: " ") : $0 }
+            return response
         }
         if fault == "gzip" {
             var response = Response(status: 200)

@@ -42,9 +42,25 @@ struct RequestPath {
         return .success(RequestPath(path: path, query: query))
     }
 
+    /// `.` or `..`, in any mix of literal and `%2E` dots; decoded on the fly
+    /// (this runs for every segment of every request).
     private static func isDotSegment(_ segment: ArraySlice<UInt8>) -> Bool {
-        let decoded = percentDecoded(segment)
-        return decoded == [ASCII.dot] || decoded == [ASCII.dot, ASCII.dot]
+        var dots = 0
+        var i = segment.startIndex
+        while i < segment.endIndex {
+            if segment[i] == ASCII.dot {
+                i += 1
+            } else if segment[i] == ASCII.percent, i + 2 < segment.endIndex, segment[i + 1] == UInt8(ascii: "2"),
+                ASCII.lower(segment[i + 2]) == UInt8(ascii: "e")
+            {
+                i += 3
+            } else {
+                return false
+            }
+            dots += 1
+            if dots > 2 { return false }
+        }
+        return dots > 0
     }
 
     static func percentDecoded(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
@@ -79,22 +95,19 @@ struct RequestPath {
     /// Path and query as forwarded: the query without `_token` parameters
     /// (an old way of passing the token, which the proxy replaces).
     func forwardedPathAndQuery() -> [UInt8] {
-        var out = Array(path)
+        var out: [UInt8] = []
+        out.reserveCapacity(path.count + 1 + (query?.count ?? 0))
+        out.append(contentsOf: path)
         guard let query else { return out }
-        var kept: [ArraySlice<UInt8>] = []
-        var dropped = false
-        for parameter in query.split(separator: ASCII.ampersand, omittingEmptySubsequences: false) {
-            let name = parameter.prefix { $0 != ASCII.equals }
-            if RequestPath.percentDecoded(name) == Array("_token".utf8) {
-                dropped = true
-            } else {
-                kept.append(parameter)
-            }
-        }
-        if !dropped {
+        if !query.containsTokenParameter() {
             out.append(ASCII.question)
             out.append(contentsOf: query)
             return out
+        }
+        var kept: [ArraySlice<UInt8>] = []
+        for parameter in query.split(separator: ASCII.ampersand, omittingEmptySubsequences: false)
+        where !RequestPath.isTokenParameter(parameter) {
+            kept.append(parameter)
         }
         if kept.isEmpty { return out }
         out.append(ASCII.question)
@@ -103,5 +116,27 @@ struct RequestPath {
             out.append(contentsOf: parameter)
         }
         return out
+    }
+}
+
+extension RequestPath {
+    /// A `_token=…` parameter (the name possibly percent-encoded).
+    static func isTokenParameter(_ parameter: ArraySlice<UInt8>) -> Bool {
+        let name = parameter.prefix { $0 != ASCII.equals }
+        // Cheap test first: a plain `_token` or anything with an escape in it.
+        if name.count != 6 && !name.contains(ASCII.percent) { return false }
+        return RequestPath.percentDecoded(name).elementsEqual("_token".utf8)
+    }
+}
+
+extension ArraySlice where Element == UInt8 {
+    /// Without splitting (which would allocate): most queries have no `_token`.
+    fileprivate func containsTokenParameter() -> Bool {
+        var start = startIndex
+        for i in startIndex...endIndex where i == endIndex || self[i] == ASCII.ampersand {
+            if RequestPath.isTokenParameter(self[start..<i]) { return true }
+            start = i + 1
+        }
+        return false
     }
 }

@@ -129,9 +129,12 @@ final class Transfer {
             }
             return  // written again by the serializer
         case .connection:
-            for option in HeaderRules.connectionOptions(ArraySlice(line[(colon + 1)...]))
-            where option != Array("close".utf8) && option != Array("keep-alive".utf8) {
-                connectionOptions.append(option)
+            // Usually just `keep-alive` or `close`: those name no field, and are
+            // checked without allocating.
+            HeaderRules.forEachConnectionOption(line[(colon + 1)...]) { option in
+                if !option.equalsLowercased("close") && !option.equalsLowercased("keep-alive") {
+                    connectionOptions.append(option.map(ASCII.lower))
+                }
             }
             return
         case .requestID:
@@ -155,7 +158,15 @@ final class Transfer {
         }
         status = code
         let reasonStart = firstSpace + 5
-        reason = reasonStart < line.count && line[5] != UInt8(ascii: "2") ? Array(line[reasonStart...]) : nil
+        guard reasonStart < line.count && line[5] != UInt8(ascii: "2") else {
+            reason = nil
+            return
+        }
+        let phrase = UnsafeRawBufferPointer(rebasing: line[reasonStart...])
+        // The usual phrase is written by the serializer byte for byte; only
+        // another one needs keeping.
+        let standard = ResponseSerializer.reasonPhrase(code)
+        reason = standard.withUTF8Buffer { phrase.elementsEqual($0) } ? nil : Array(phrase)
     }
 
     /// The answer as the proxy returns it.

@@ -28,15 +28,13 @@ public final class UpstreamClient: @unchecked Sendable {
     /// events, so no epoll_ctl is needed either way. libcurl tells us when it
     /// closes one (CLOSESOCKETFUNCTION), so an entry never outlives its
     /// descriptor.
-    private var sockets: [Int32: Watch] = [:]
-
-    private struct Watch {
-        let socket: CurlSocket
-        /// Registered events; nil when out of the epoll set.
-        var events: UInt32?
-        var wanted: Bool
-    }
+    /// (Entries are objects, changed in place: the dictionary is only read
+    /// on the hot path, never modified through an accessor.)
+    private var sockets: [Int32: CurlSocket] = [:]
     private var active = 0
+    /// The base URL followed by the current request's path: rebuilt in place.
+    private var urlScratch: [UInt8]
+    private let baseURLLength: Int
     private let opened = Atomic<Int>(0)
     /// Upstream connections opened so far (new TCP/TLS connections, not
     /// reuses). Readable from any thread.
@@ -53,6 +51,9 @@ public final class UpstreamClient: @unchecked Sendable {
         _ = Self.globalInit
         self.loop = loop
         self.configuration = configuration
+        urlScratch = Array(configuration.baseURL.utf8)
+        baseURLLength = urlScratch.count
+        urlScratch.reserveCapacity(baseURLLength + 1024)
     }
 
     /// Creates the multi handle; on the loop.
@@ -128,10 +129,11 @@ public final class UpstreamClient: @unchecked Sendable {
     /// input). MethodTests alternates every method on the same handles.
     private func configure(_ transfer: Transfer, for request: UpstreamRequest) {
         let easy = transfer.easy
-        var url = Array(configuration.baseURL.utf8)
-        url.append(contentsOf: request.pathAndQuery)
-        url.append(0)
-        url.withUnsafeBufferPointer { ptr in
+        // libcurl copies the URL: one scratch buffer serves every request.
+        urlScratch.removeSubrange(baseURLLength...)
+        urlScratch.append(contentsOf: request.pathAndQuery)
+        urlScratch.append(0)
+        urlScratch.withUnsafeBufferPointer { ptr in
             ptr.withMemoryRebound(to: CChar.self) { _ = ccurl_easy_setopt_string(easy, CURLOPT_URL, $0.baseAddress) }
         }
         errorBuffers[easy]?[0] = 0
@@ -197,34 +199,34 @@ public final class UpstreamClient: @unchecked Sendable {
     }
 
     private func forget(_ fd: Int32) {
-        if let watch = sockets.removeValue(forKey: fd), watch.events != nil { loop.unregister(fd) }
+        if let socket = sockets.removeValue(forKey: fd), socket.events != nil { loop.unregister(fd) }
     }
 
     private func watch(_ fd: Int32, what: Int32) {
         if what == CURL_POLL_REMOVE {
-            sockets[fd]?.wanted = false  // stays registered, parked
+            sockets[fd]?.park()  // stays registered
             return
         }
         var events: UInt32 = 0
         if what & CURL_POLL_IN != 0 { events |= EventLoop.readable }
         if what & CURL_POLL_OUT != 0 { events |= EventLoop.writable }
-        if var watch = sockets[fd] {
-            watch.wanted = true
-            if watch.events == nil {
+        if let socket = sockets[fd] {
+            socket.wanted = true
+            if socket.events == nil {
                 do {
-                    try loop.register(fd, events: events, handler: watch.socket)
-                    watch.events = events
+                    try loop.register(fd, events: events, handler: socket)
+                    socket.events = events
                 } catch {}
-            } else if watch.events != events {
+            } else if socket.events != events {
                 loop.modify(fd, events: events)
-                watch.events = events
+                socket.events = events
             }
-            sockets[fd] = watch
         } else {
             let socket = CurlSocket(fd: fd, client: self)
             do {
                 try loop.register(fd, events: events, handler: socket)
-                sockets[fd] = Watch(socket: socket, events: events, wanted: true)
+                socket.events = events
+                sockets[fd] = socket
             } catch {
                 // curl then times the transfer out.
             }
@@ -236,11 +238,11 @@ public final class UpstreamClient: @unchecked Sendable {
     /// (a hang-up is reported whatever the mask) until libcurl wants it again
     /// or closes it.
     func socketEvent(_ fd: Int32, events: Int32) {
-        guard let watch = sockets[fd] else { return }
-        if !watch.wanted {
-            if watch.events != nil {
+        guard let socket = sockets[fd] else { return }
+        if !socket.wanted {
+            if socket.events != nil {
                 loop.unregister(fd)
-                sockets[fd]?.events = nil
+                socket.events = nil
             }
             return
         }
@@ -329,7 +331,7 @@ public final class UpstreamClient: @unchecked Sendable {
             curl_multi_cleanup(multi)  // closes cached connections; REMOVE callbacks run here
             self.multi = nil
         }
-        for (fd, watch) in sockets where watch.events != nil { loop.unregister(fd) }
+        for (fd, socket) in sockets where socket.events != nil { loop.unregister(fd) }
         sockets.removeAll()
         for easy in idleHandles { destroy(easy) }
         idleHandles.removeAll()
@@ -349,6 +351,12 @@ extension UpstreamClient: DeadlineSource {
 final class CurlSocket: EventHandler {
     let fd: Int32
     unowned let client: UpstreamClient
+    /// Registered events; nil when out of the epoll set.
+    var events: UInt32?
+    /// Whether libcurl watches it now (false: parked between transfers).
+    var wanted = true
+
+    func park() { wanted = false }
 
     init(fd: Int32, client: UpstreamClient) {
         self.fd = fd

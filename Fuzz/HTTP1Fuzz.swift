@@ -1,6 +1,6 @@
-// libFuzzer target for the HTTP1 module: the head parser fed in two pieces
-// (the first input byte picks the split), then the chunked decoder on what
-// follows the head. Built by scripts/fuzz.sh with -sanitize=fuzzer,address
+// libFuzzer target for the HTTP1 module: the request head parser fed in two
+// pieces (the first input byte picks the split), then the chunked decoder on
+// what follows the head; and the same bytes as an upstream's answer head. Built by scripts/fuzz.sh with -sanitize=fuzzer,address
 // together with Sources/HTTP1; any crash, overflow or broken invariant traps.
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -8,6 +8,7 @@ public func fuzzHTTP1(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 0 else { return 0 }
     let split = Int(data[0]) % size
     let input = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
+    checkAnswerHead(input)
     let limits = Limits(maxHeadBytes: 2048, maxRequestLineBytes: 512, maxHeaderCount: 20, maxBodyBytes: 4096,
                         maxChunkOverheadBytes: 512)
     var parser = HeadParser(limits: limits)
@@ -40,3 +41,19 @@ public func fuzzHTTP1(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     }
     return 0
 }
+
+/// The answer-head parser: offsets stay inside the input and the head, and
+/// the framing it reports is never ambiguous.
+func checkAnswerHead(_ input: [UInt8]) {
+    let outcome = input.withUnsafeBytes { ResponseHeadParser.parse($0, maxHeadBytes: 2048) }
+    guard case .complete(let head) = outcome else { return }
+    precondition(head.length <= input.count && head.length <= 2048)
+    precondition(head.status >= 100 && head.status <= 999)
+    precondition(head.reason.upperBound <= head.length)
+    precondition(!(head.chunked && head.contentLength != nil))
+    for field in head.fields {
+        precondition(!field.name.isEmpty && field.value.upperBound <= head.length)
+        for b in input[field.value] { precondition(b == 0x09 || b >= 0x20 && b != 0x7F) }
+    }
+}
+

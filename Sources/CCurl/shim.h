@@ -34,6 +34,9 @@ static inline CURLcode ccurl_easy_getinfo_long(CURL *h, CURLINFO i, long *v) {
 static inline CURLcode ccurl_easy_getinfo_pointer(CURL *h, CURLINFO i, void **v) {
     return curl_easy_getinfo(h, i, v);
 }
+static inline CURLcode ccurl_easy_getinfo_socket(CURL *h, CURLINFO i, curl_socket_t *v) {
+    return curl_easy_getinfo(h, i, v);
+}
 static inline CURLcode ccurl_easy_getinfo_double(CURL *h, CURLINFO i, double *v) {
     return curl_easy_getinfo(h, i, v);
 }

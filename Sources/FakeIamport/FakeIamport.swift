@@ -16,6 +16,8 @@ import Synchronization
 /// Faults are injected per request with an `X-Fake-Fault` header (which the
 /// proxy forwards like any other): `delay=MS`, `hang`, `reset`, `garbage`,
 /// `status=CODE`, `reason=TEXT` (a reason phrase of its own, `_` for spaces),
+/// `chunked`, `close-delimited` and `ambiguous-length` (answers framed those
+/// ways, written raw, then the connection closes),
 /// `unauthorized` (answer 401 whatever the token), `gzip`,
 /// `hop-headers` (an answer with hop-by-hop fields), or
 /// through the control endpoints under `/_fake/`.
@@ -82,6 +84,19 @@ public final class FakeIamport: HTTPHandler {
     private let state: Mutex<State>
     private let server = Mutex<Server?>(nil)
     private let group = Mutex<EventLoopGroup?>(nil)
+
+    /// Answers written byte for byte, for the framings the server's own
+    /// serializer never produces.
+    public static let rawAnswers: [String: String] = [
+        "chunked": "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + "c\r\n{\"code\":0,\"m\r\n15;ext=1\r\nessage\":null,\"respons\r\n8\r\ne\":null}\r\n0\r\nX-Trailer: t\r\n\r\n",
+        "close-delimited": "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+            + "{\"code\":0,\"message\":null,\"response\":null}",
+        "ambiguous-length": "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + "0\r\n\r\nhello",
+    ]
+    /// The body all three framed answers above carry.
+    public static let rawAnswerBody = #"{"code":0,"message":null,"response":null}"#
 
     public init(configuration: Configuration = Configuration()) {
         state = Mutex(State(configuration: configuration))
@@ -176,6 +191,7 @@ public final class FakeIamport: HTTPHandler {
         if fault == "hang" { return }
         if fault == "reset" { responder.abort(); return }
         if fault == "garbage" { responder.respondRaw(Array("SPDY/9 what\r\n\r\n".utf8)); return }
+        if let raw = Self.rawAnswers[fault] { responder.respondRaw(Array(raw.utf8)); return }
 
         let response: Response
         var delay = 0

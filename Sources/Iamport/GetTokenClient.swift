@@ -25,7 +25,7 @@ public final class GetTokenClient: TokenSource {
         upstream.loop.execute {
             let request = UpstreamRequest(
                 method: .post, methodName: "POST", pathAndQuery: Array("/users/getToken".utf8),
-                headerLines: Array("Content-Type: application/json\0Accept: application/json\0Expect:\0".utf8),
+                headerLines: Array("Content-Type: application/json\0Accept: application/json\0".utf8),
                 body: body)
             upstream.send(request) { result in
                 switch result {

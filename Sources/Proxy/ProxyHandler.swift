@@ -179,13 +179,11 @@ public final class ProxyHandler: HTTPHandler {
 
     private func forward(_ request: Request, path: RequestPath, requestID: [UInt8], context: LoopContext, responder: Responder) {
         let head = request.head
-        // One buffer of NUL-terminated lines for libcurl, built in one pass.
+        // One buffer of NUL-terminated lines, built in one pass.
         var lines: [UInt8] = []
         lines.reserveCapacity(head.bytes.count + request.clientAddress.utf8.count + 96)
         var forwardedFor: ArraySlice<UInt8>?
         var extraForwardedFor: [UInt8] = []
-        var hasContentType = false
-        var hasAccept = false
         for field in head.fields {
             if head.isHopByHop(field) { continue }
             switch field.kind {
@@ -199,16 +197,12 @@ public final class ProxyHandler: HTTPHandler {
                     extraForwardedFor.append(contentsOf: head[field.value])
                 }
                 continue
-            case .contentType: hasContentType = true
-            case .accept: hasAccept = true
             default: break
             }
             lines.append(contentsOf: head[field.name])
+            lines.append(ASCII.colon)
             let value = head[field.value]
-            if value.isEmpty {
-                lines.append(ASCII.semicolon)  // libcurl's spelling of an empty value
-            } else {
-                lines.append(ASCII.colon)
+            if !value.isEmpty {
                 lines.append(ASCII.space)
                 lines.append(contentsOf: value)
             }
@@ -225,10 +219,6 @@ public final class ProxyHandler: HTTPHandler {
         lines.append(contentsOf: "X-Request-Id: ".utf8)
         lines.append(contentsOf: requestID)
         lines.append(0)
-        // Without these, libcurl would add defaults the client did not send.
-        if !hasAccept { lines.append(contentsOf: "Accept:\0".utf8) }
-        if !hasContentType { lines.append(contentsOf: "Content-Type:\0".utf8) }
-        lines.append(contentsOf: "Expect:\0".utf8)
 
         let sendsBody = head.framing != .none || head.method == .post || head.method == .put || head.method == .patch
         let upstreamRequest = UpstreamRequest(

@@ -6,36 +6,52 @@ import EventLoops
 import HTTP1
 import Synchronization
 
-/// Exchanges with the upstream through one libcurl multi handle, driven on
-/// one event loop with `curl_multi_socket_action`: curl's sockets sit in the
-/// loop's epoll set beside the client connections, and its timer is a
-/// deadline the loop watches, so a request's whole way (client, upstream, answer) stays on one
-/// thread. The multi handle's connection cache keeps upstream connections,
-/// TLS included, alive across requests; easy handles are reused.
+/// Exchanges with the upstream on one event loop.
+///
+/// libcurl makes the connections: one multi handle per loop, driven with
+/// `curl_multi_socket_action` in the loop's epoll set, runs each connect
+/// (resolve, TCP, TLS with peer and host verification, no proxy) as a
+/// CONNECT_ONLY transfer. Once connected, the connection is the proxy's: it
+/// writes the request head and body and reads the answer with the HTTP1
+/// parser, through `curl_easy_send`/`curl_easy_recv` for TLS and on the
+/// socket for plain HTTP. Kept-alive connections wait in a pool, watched by
+/// epoll so that one the server closes is dropped at once.
+///
+/// Deciding every retry here is the point: a request is re-sent only when it
+/// is safe (GET, HEAD, OPTIONS) and met a reused connection that failed
+/// before any byte of an answer; non-idempotent requests always go out on a
+/// fresh connection, so they are never sent twice.
 ///
 /// `@unchecked Sendable`: confined to `loop`.
 public final class UpstreamClient: @unchecked Sendable {
     public let loop: EventLoop
     public let configuration: UpstreamConfiguration
+    private let endpoint: Endpoint
     private var multi: UnsafeMutableRawPointer?
-    private var idleHandles: [UnsafeMutableRawPointer] = []
-    private var errorBuffers: [UnsafeMutableRawPointer: UnsafeMutablePointer<CChar>] = [:]
-    /// libcurl's one timer, watched by the loop as a deadline source.
-    private var curlDeadline: UInt64?
-    /// libcurl's sockets in the epoll set, with the events registered for
-    /// them. A socket libcurl stops watching (an idle kept-alive connection)
-    /// stays registered: the next transfer on it usually wants the same
-    /// events, so no epoll_ctl is needed either way. libcurl tells us when it
-    /// closes one (CLOSESOCKETFUNCTION), so an entry never outlives its
-    /// descriptor.
-    /// (Entries are objects, changed in place: the dictionary is only read
-    /// on the hot path, never modified through an accessor.)
+    /// libcurl's sockets while it connects them.
     private var sockets: [Int32: CurlSocket] = [:]
-    private var active = 0
-    /// The base URL followed by the current request's path: rebuilt in place.
-    private var urlScratch: [UInt8]
-    private let baseURLLength: Int
+    private var curlDeadline: UInt64?
+    /// Kept-alive connections, most recently used last.
+    private var idle: [UpstreamConnection] = []
+    /// Running exchanges, for the timeout sweep.
+    private var running: [UpstreamExchange] = []
+    private var sweepDeadline: UInt64?
+    private var spareHandles: [UnsafeMutableRawPointer] = []
+    private var errorBuffers: [UnsafeMutableRawPointer: UnsafeMutablePointer<CChar>] = [:]
+    /// Every read lands here first: one buffer per loop.
+    private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
     private let opened = Atomic<Int>(0)
+
+    /// Kept-alive connections per loop beyond which the oldest is closed.
+    static let maxIdleConnections = 512
+    /// An idle connection older than this is closed rather than reused:
+    /// below the usual 60 s idle timeouts of servers and load balancers.
+    static let maxIdleNanoseconds: UInt64 = 50_000_000_000
+    static let maxAnswerHeadBytes = 65536
+    static let sweepNanoseconds: UInt64 = 50_000_000
+    /// Edge-triggered; writable only while a request waits for room.
+    static let readEvents = EventLoop.readable | EventLoop.hangup | EventLoop.edgeTriggered
+
     /// Upstream connections opened so far (new TCP/TLS connections, not
     /// reuses). Readable from any thread.
     public var connectionsOpened: Int { opened.load(ordering: .relaxed) }
@@ -51,12 +67,13 @@ public final class UpstreamClient: @unchecked Sendable {
         _ = Self.globalInit
         self.loop = loop
         self.configuration = configuration
-        urlScratch = Array(configuration.baseURL.utf8)
-        baseURLLength = urlScratch.count
-        urlScratch.reserveCapacity(baseURLLength + 1024)
+        self.endpoint = Endpoint(configuration.baseURL)
     }
 
-    /// Creates the multi handle; on the loop.
+    deinit {
+        readBuffer.deallocate()
+    }
+
     private func ensureMulti() -> UnsafeMutableRawPointer {
         if let multi { return multi }
         let m = curl_multi_init()!
@@ -65,53 +82,84 @@ public final class UpstreamClient: @unchecked Sendable {
         ccurl_multi_setopt_pointer(m, CURLMOPT_SOCKETDATA, me)
         ccurl_multi_setopt_timer_callback(m, Self.timerCallback)
         ccurl_multi_setopt_pointer(m, CURLMOPT_TIMERDATA, me)
-        ccurl_multi_setopt_long(m, CURLMOPT_MAXCONNECTS, 512)
         multi = m
         loop.addDeadlineSource(self)
         return m
     }
+
+    // MARK: - Sending
 
     /// Sends `request`; `completion` runs on the loop, exactly once.
     public func send(
         _ request: UpstreamRequest, completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
     ) {
         loop.assertInLoop()
-        let multi = ensureMulti()
-        let easy = idleHandles.popLast() ?? makeHandle()
-        let transfer = Transfer(easy: easy, requestBody: request.body ?? [], maxResponseBytes: configuration.maxResponseBytes)
-        transfer.completion = completion
-        configure(transfer, for: request)
-        let context = Unmanaged.passRetained(transfer).toOpaque()
-        ccurl_easy_setopt_pointer(easy, CURLOPT_PRIVATE, context)
-        ccurl_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, context)
-        ccurl_easy_setopt_pointer(easy, CURLOPT_HEADERDATA, context)
-        let rc = curl_multi_add_handle(multi, easy)
-        if rc != CURLM_OK {
-            Unmanaged<Transfer>.fromOpaque(context).release()
-            recycle(easy)
-            completion(.failure(.unreachable("cannot start the upstream transfer: \(String(cString: curl_multi_strerror(rc)))")))
-            return
-        }
-        active += 1
+        _ = ensureMulti()
+        let deadline = MonotonicClock.now() &+ UInt64(max(1, configuration.timeoutMilliseconds)) &* 1_000_000
+        let exchange = UpstreamExchange(
+            request: request, head: endpoint.requestHead(request), deadline: deadline, completion: completion)
+        exchange.slot = running.count
+        running.append(exchange)
+        if sweepDeadline == nil { sweepDeadline = loop.now &+ Self.sweepNanoseconds }
+        start(exchange)
     }
 
-    /// A new easy handle with the options that never change. Handles are
-    /// reused without `curl_easy_reset`, so these are set once.
+    private func start(_ exchange: UpstreamExchange) {
+        if exchange.request.method.isSafe && !exchange.retried, let connection = takeIdle() {
+            attach(exchange, to: connection)
+            write(connection)
+        } else {
+            connect(for: exchange)
+        }
+    }
+
+    private func takeIdle() -> UpstreamConnection? {
+        let now = loop.now
+        while let connection = idle.popLast() {
+            if now &- connection.idleSince < Self.maxIdleNanoseconds { return connection }
+            close(connection)
+        }
+        return nil
+    }
+
+    private func attach(_ exchange: UpstreamExchange, to connection: UpstreamConnection) {
+        connection.state = .busy
+        connection.exchange = exchange
+        exchange.connection = connection
+    }
+
+    private func connect(for exchange: UpstreamExchange) {
+        let multi = ensureMulti()
+        let easy = spareHandles.popLast() ?? makeHandle()
+        errorBuffers[easy]?[0] = 0
+        let connection = UpstreamConnection(easy: easy, tls: endpoint.tls, client: self)
+        ccurl_easy_setopt_pointer(easy, CURLOPT_PRIVATE, Unmanaged.passUnretained(connection).toOpaque())
+        attach(exchange, to: connection)
+        connection.state = .connecting
+        let rc = curl_multi_add_handle(multi, easy)
+        if rc != CURLM_OK {
+            connection.state = .closed
+            spareHandles.append(easy)
+            finish(exchange, .failure(.unreachable("cannot start connecting: \(String(cString: curl_multi_strerror(rc)))")))
+        }
+    }
+
+    /// A handle that only connects; set up once, reused for later connections.
     private func makeHandle() -> UnsafeMutableRawPointer {
         let easy = curl_easy_init()!
+        ccurl_easy_setopt_long(easy, CURLOPT_CONNECT_ONLY, 1)
+        ccurl_easy_setopt_string(easy, CURLOPT_URL, endpoint.connectURL)
         ccurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
-        // Never through a proxy from the environment (http_proxy, https_proxy):
-        // the upstream is exactly the configured one. (Also spares a getenv per request.)
+        // Never through a proxy from the environment (http_proxy, https_proxy).
         ccurl_easy_setopt_string(easy, CURLOPT_PROXY, "")
         ccurl_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https")
         ccurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
-        ccurl_easy_setopt_long(easy, CURLOPT_PATH_AS_IS, 1)
         ccurl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
-        ccurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, configuration.timeoutMilliseconds)
-        ccurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, min(configuration.timeoutMilliseconds, 10_000))
+        // libcurl's own receive buffer is never used (answers are read into
+        // the client's buffer): the smallest size spares 15 KiB a connection.
+        ccurl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, 1024)
+        ccurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, max(1, min(configuration.timeoutMilliseconds, 10_000)))
         if let caFile = configuration.caFile { ccurl_easy_setopt_string(easy, CURLOPT_CAINFO, caFile) }
-        ccurl_easy_setopt_data_callback(easy, CURLOPT_WRITEFUNCTION, Transfer.writeCallback)
-        ccurl_easy_setopt_data_callback(easy, CURLOPT_HEADERFUNCTION, Transfer.headerCallback)
         ccurl_easy_setopt_closesocket_callback(easy, Self.closeSocketCallback)
         ccurl_easy_setopt_pointer(easy, CURLOPT_CLOSESOCKETDATA, Unmanaged.passUnretained(self).toOpaque())
         let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
@@ -121,64 +169,410 @@ public final class UpstreamClient: @unchecked Sendable {
         return easy
     }
 
-    /// The options of one request. Every option a previous request on the
-    /// same handle may have set is set again here, in an order that matters:
-    /// NOBODY survives POSTFIELDS, POSTFIELDS makes a request a POST, HTTPGET
-    /// makes it a GET again (and clears NOBODY), and a POST must never be left
-    /// without its fields (libcurl would then read the body from standard
-    /// input). MethodTests alternates every method on the same handles.
-    private func configure(_ transfer: Transfer, for request: UpstreamRequest) {
-        let easy = transfer.easy
-        // libcurl copies the URL: one scratch buffer serves every request.
-        urlScratch.removeSubrange(baseURLLength...)
-        urlScratch.append(contentsOf: request.pathAndQuery)
-        urlScratch.append(0)
-        urlScratch.withUnsafeBufferPointer { ptr in
-            ptr.withMemoryRebound(to: CChar.self) { _ = ccurl_easy_setopt_string(easy, CURLOPT_URL, $0.baseAddress) }
+    /// libcurl finished a connect: the socket becomes the proxy's.
+    private func connected(_ connection: UpstreamConnection, code: CURLcode) {
+        guard let exchange = connection.exchange, connection.state == .connecting else {
+            close(connection)
+            return
         }
-        errorBuffers[easy]?[0] = 0
-        // libcurl re-sends a request by itself when a reused connection dies
-        // before any byte of the answer, whatever the method. The API may
-        // already have acted on it (a cancel, a billing-key payment), so only
-        // safe methods travel on reused connections; the others get a fresh
-        // connection of their own, closed afterwards so that they do not fill
-        // the cache.
-        let safe = request.method.isSafe
-        ccurl_easy_setopt_long(easy, CURLOPT_FRESH_CONNECT, safe ? 0 : 1)
-        ccurl_easy_setopt_long(easy, CURLOPT_FORBID_REUSE, safe ? 0 : 1)
-
-        if request.body != nil || request.method == .post {
-            // NOBODY outlives POSTFIELDS: clear it first, or a request after a HEAD
-            // would go out as a HEAD.
-            ccurl_easy_setopt_long(easy, CURLOPT_NOBODY, 0)
-            ccurl_easy_setopt_off_t(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(transfer.requestBody.count))
-            // Read-only access: the array is shared with the request kept for a
-            // replay, so mutable access would copy the whole body first.
-            // libcurl only reads POSTFIELDS.
-            transfer.requestBody.withUnsafeBytes {
-                let fields = $0.baseAddress.map { UnsafeMutableRawPointer(mutating: $0) } ?? UnsafeMutableRawPointer(bitPattern: 1)
-                _ = ccurl_easy_setopt_pointer(easy, CURLOPT_POSTFIELDS, fields)
-            }
-            ccurl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method == .post ? nil : request.methodName)
-        } else {
-            ccurl_easy_setopt_long(easy, CURLOPT_HTTPGET, 1)
-            switch request.method {
-            case .get:
-                ccurl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, nil)
-            case .head:
-                ccurl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, nil)
-                ccurl_easy_setopt_long(easy, CURLOPT_NOBODY, 1)
-            default:
-                ccurl_easy_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.methodName)
-            }
+        var fd: curl_socket_t = -1
+        if code == CURLE_OK { ccurl_easy_getinfo_socket(connection.easy, CURLINFO_ACTIVESOCKET, &fd) }
+        guard code == CURLE_OK, fd >= 0 else {
+            let detail = errorText(connection.easy, code)
+            close(connection)
+            finish(exchange, code == CURLE_OPERATION_TIMEDOUT ? .failure(.timeout) : .failure(.unreachable(detail)))
+            return
         }
-        let list = transfer.setHeaders(first: request.firstLine, lines: request.headerLines)
-        ccurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, list)
+        opened.add(1, ordering: .relaxed)
+        if let socket = sockets.removeValue(forKey: fd), socket.events != nil { loop.unregister(fd) }
+        connection.fd = fd
+        do {
+            try loop.register(fd, events: Self.readEvents, handler: connection)
+        } catch {
+            close(connection)
+            finish(exchange, .failure(.unreachable("cannot watch the upstream connection: \(error)")))
+            return
+        }
+        connection.state = .busy
+        write(connection)
     }
 
-    // MARK: - Driving libcurl
+    private func errorText(_ easy: UnsafeMutableRawPointer, _ code: CURLcode) -> String {
+        let message = errorBuffers[easy].map { String(cString: $0) } ?? ""
+        return message.isEmpty ? String(cString: curl_easy_strerror(code)) : message
+    }
 
-    /// Called with CURL_POLL_* for each socket curl wants watched.
+    // MARK: - The exchange on a connection
+
+    func connectionEvent(_ connection: UpstreamConnection, _ events: UInt32) {
+        switch connection.state {
+        case .busy:
+            guard let exchange = connection.exchange else { return }
+            if exchange.sent < exchange.totalBytes {
+                write(connection)
+            } else {
+                read(connection)
+            }
+        case .idle:
+            probeIdle(connection)
+        case .connecting, .closed:
+            break
+        }
+    }
+
+    private func write(_ connection: UpstreamConnection) {
+        guard let exchange = connection.exchange else { return }
+        while exchange.sent < exchange.totalBytes {
+            let written: Int?
+            if exchange.sent < exchange.head.count {
+                written = exchange.head.withUnsafeBytes { connection.send(UnsafeRawBufferPointer(rebasing: $0[exchange.sent...])) }
+            } else {
+                let offset = exchange.sent - exchange.head.count
+                written = exchange.request.body!.withUnsafeBytes { connection.send(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
+            }
+            guard let written else {
+                broken(connection, exchange, "sending the request failed")
+                return
+            }
+            if written == 0 {
+                // The socket is full: watch for room (small requests never get here).
+                if !connection.watchingWritable {
+                    loop.modify(connection.fd, events: Self.readEvents | EventLoop.writable)
+                    connection.watchingWritable = true
+                }
+                return
+            }
+            exchange.sent += written
+        }
+        if connection.watchingWritable {
+            loop.modify(connection.fd, events: Self.readEvents)
+            connection.watchingWritable = false
+        }
+        read(connection)
+    }
+
+    private func read(_ connection: UpstreamConnection) {
+        while let exchange = connection.exchange, connection.state == .busy {
+            switch connection.receive(into: readBuffer) {
+            case .bytes(let n):
+                exchange.receivedAny = true
+                consume(UnsafeRawBufferPointer(rebasing: readBuffer[0..<n]), connection, exchange)
+            case .wouldBlock:
+                return
+            case .closed:
+                if exchange.answer != nil, case .untilClose = exchange.framing {
+                    complete(connection, exchange, reusable: false)
+                } else {
+                    broken(connection, exchange, exchange.receivedAny
+                           ? "the upstream closed the connection in the middle of its answer"
+                           : "the upstream closed the connection without answering")
+                }
+                return
+            case .failed(let why):
+                broken(connection, exchange, why)
+                return
+            }
+        }
+    }
+
+    private func consume(_ bytes: UnsafeRawBufferPointer, _ connection: UpstreamConnection, _ exchange: UpstreamExchange) {
+        guard exchange.answer != nil else {
+            exchange.inbox.append(contentsOf: bytes)
+            readHead(connection, exchange)
+            return
+        }
+        readBody(bytes, connection, exchange)
+    }
+
+    /// Parses the head once it is all there; interim (1xx) answers are skipped.
+    private func readHead(_ connection: UpstreamConnection, _ exchange: UpstreamExchange) {
+        while exchange.answer == nil {
+            let outcome = exchange.inbox.withUnsafeBytes { ResponseHeadParser.parse($0, maxHeadBytes: Self.maxAnswerHeadBytes) }
+            switch outcome {
+            case .incomplete:
+                return
+            case .failure(let why):
+                fail(connection, exchange, .failed(why))
+                return
+            case .complete(let head):
+                if head.status < 200 {
+                    if head.status == 101 {
+                        fail(connection, exchange, .failed("the upstream switched protocols"))
+                        return
+                    }
+                    exchange.inbox.removeSubrange(0..<head.length)
+                    continue
+                }
+                guard beginAnswer(head, exchange) else {
+                    fail(connection, exchange, .failed(tooLarge))
+                    return
+                }
+                let rest = exchange.inbox.count - head.length
+                if rest == 0, case .none = exchange.framing {
+                    complete(connection, exchange, reusable: !head.closes)
+                    return
+                }
+                let inbox = exchange.inbox
+                exchange.inbox = []
+                inbox.withUnsafeBytes { readBody(UnsafeRawBufferPointer(rebasing: $0[head.length...]), connection, exchange) }
+                return
+            }
+        }
+    }
+
+    /// Removes the lines whose names the answer's `Connection` field listed.
+    static func dropping(_ names: [[UInt8]], from block: [UInt8]) -> [UInt8] {
+        var kept: [UInt8] = []
+        kept.reserveCapacity(block.count)
+        var start = 0
+        while start < block.count {
+            var end = start
+            while end + 1 < block.count && !(block[end] == ASCII.cr && block[end + 1] == ASCII.lf) { end += 1 }
+            let name = block[start..<end].prefix { $0 != ASCII.colon }
+            if !names.contains(where: { name.equalsIgnoringCase($0) }) {
+                kept.append(contentsOf: block[start..<min(end + 2, block.count)])
+            }
+            start = end + 2
+        }
+        return kept
+    }
+
+    private var tooLarge: String { "upstream answer larger than \(configuration.maxResponseBytes) bytes" }
+
+    /// The answer's status and end-to-end fields, and how its body ends.
+    /// False when the declared length is over the limit.
+    private func beginAnswer(_ head: UpstreamHead, _ exchange: UpstreamExchange) -> Bool {
+        var answer = UpstreamResponse(status: head.status)
+        var connectionOptions: [[UInt8]] = []
+        exchange.inbox.withUnsafeBytes { bytes in
+            if !head.reason.isEmpty {
+                let phrase = UnsafeRawBufferPointer(rebasing: bytes[head.reason])
+                // The usual phrase is written by the serializer byte for byte.
+                let standard = ResponseSerializer.reasonPhrase(head.status)
+                if !standard.withUTF8Buffer({ phrase.elementsEqual($0) }) { answer.reason = Array(phrase) }
+            }
+            var block: [UInt8] = []
+            block.reserveCapacity(head.length)
+            for field in head.fields {
+                switch field.kind {
+                case .contentLength:
+                    continue  // written again by the serializer
+                case .connection:
+                    HeaderRules.forEachConnectionOption(bytes[field.value]) { option in
+                        if !option.equalsLowercased("close") && !option.equalsLowercased("keep-alive") {
+                            connectionOptions.append(option.map(ASCII.lower))
+                        }
+                    }
+                    continue
+                case .requestID:
+                    answer.hasRequestID = true
+                default:
+                    if field.kind.isHopByHop { continue }
+                }
+                block.append(contentsOf: bytes[field.name.lowerBound..<field.value.upperBound])
+                block.append(ASCII.cr)
+                block.append(ASCII.lf)
+            }
+            answer.headerBlock = block
+        }
+        if !connectionOptions.isEmpty { answer.headerBlock = Self.dropping(connectionOptions, from: answer.headerBlock) }
+        answer.declaredLength = head.contentLength
+        let noBody = exchange.request.method == .head || head.status == 204 || head.status == 304
+        if noBody {
+            exchange.framing = .none
+        } else if head.chunked {
+            exchange.framing = .chunked(ChunkedDecoder(limits: Limits(maxBodyBytes: configuration.maxResponseBytes)))
+        } else if let length = head.contentLength {
+            if length > configuration.maxResponseBytes { return false }
+            answer.body.reserveCapacity(length)
+            exchange.framing = .length(remaining: length)
+        } else {
+            exchange.framing = .untilClose
+        }
+        exchange.answer = answer
+        exchange.closeAfter = head.closes  // reuse is off either way
+        return true
+    }
+
+    private func readBody(_ bytes: UnsafeRawBufferPointer, _ connection: UpstreamConnection, _ exchange: UpstreamExchange) {
+        switch exchange.framing {
+        case .none:
+            if !bytes.isEmpty { exchange.closeAfter = true }
+            complete(connection, exchange, reusable: !exchange.closeAfter)
+        case .length(let remaining):
+            let take = min(remaining, bytes.count)
+            exchange.answer!.body.append(contentsOf: bytes[0..<take])
+            if take < bytes.count { exchange.closeAfter = true }
+            if remaining - take == 0 {
+                complete(connection, exchange, reusable: !exchange.closeAfter)
+            } else {
+                exchange.framing = .length(remaining: remaining - take)
+            }
+        case .chunked(var decoder):
+            exchange.framing = .none  // the decoder is moved out while it works
+            let outcome = decoder.decode(bytes, into: &exchange.answer!.body)
+            switch outcome {
+            case .needMore:
+                exchange.framing = .chunked(decoder)
+            case .done(let consumed):
+                if consumed < bytes.count { exchange.closeAfter = true }
+                complete(connection, exchange, reusable: !exchange.closeAfter)
+            case .failure(.bodyTooLarge):
+                fail(connection, exchange, .failed(tooLarge))
+            case .failure:
+                fail(connection, exchange, .failed("malformed chunked answer from the upstream"))
+            }
+        case .untilClose:
+            if exchange.answer!.body.count + bytes.count > configuration.maxResponseBytes {
+                fail(connection, exchange, .failed(tooLarge))
+                return
+            }
+            exchange.answer!.body.append(contentsOf: bytes)
+        }
+    }
+
+    /// The whole answer is in. The connection of a non-idempotent request was
+    /// opened for it alone and closes with it: parking it would grow the pool
+    /// by one connection per POST.
+    private func complete(_ connection: UpstreamConnection, _ exchange: UpstreamExchange, reusable: Bool) {
+        let answer = exchange.answer!
+        exchange.answer = nil
+        if reusable && exchange.request.method.isSafe {
+            park(connection)
+        } else {
+            close(connection)
+        }
+        finish(exchange, .success(answer))
+    }
+
+    /// The connection broke. A safe request that met a reused connection
+    /// before any byte of an answer goes once more, on a fresh connection
+    /// (the server may have closed it while idle); anything else fails.
+    private func broken(_ connection: UpstreamConnection, _ exchange: UpstreamExchange, _ why: String) {
+        if connection.reused && !exchange.receivedAny && exchange.request.method.isSafe && !exchange.retried {
+            close(connection)
+            exchange.retried = true
+            exchange.resetProgress()
+            connect(for: exchange)
+            return
+        }
+        fail(connection, exchange, .failed(why))
+    }
+
+    private func fail(_ connection: UpstreamConnection, _ exchange: UpstreamExchange, _ error: UpstreamError) {
+        close(connection)
+        finish(exchange, .failure(error))
+    }
+
+    /// Hands the outcome over, once.
+    private func finish(_ exchange: UpstreamExchange, _ result: Result<UpstreamResponse, UpstreamError>) {
+        exchange.connection = nil
+        if exchange.slot >= 0 {
+            let last = running.removeLast()
+            if last !== exchange {
+                running[exchange.slot] = last
+                last.slot = exchange.slot
+            }
+            exchange.slot = -1
+        }
+        if running.isEmpty { sweepDeadline = nil }
+        let completion = exchange.completion
+        exchange.completion = nil
+        completion?(result)
+    }
+
+    // MARK: - Connections
+
+    private func park(_ connection: UpstreamConnection) {
+        connection.exchange = nil
+        connection.state = .idle
+        connection.reused = true
+        connection.idleSince = loop.now
+        idle.append(connection)
+        if idle.count > Self.maxIdleConnections { close(idle.removeFirst()) }
+    }
+
+    /// An idle connection became readable: usually the server closing it (or
+    /// a TLS session ticket, which libcurl consumes). Anything else is
+    /// unexpected on an idle HTTP/1.1 connection.
+    private func probeIdle(_ connection: UpstreamConnection) {
+        var byte: UInt8 = 0
+        let stillOpen: Bool
+        if connection.tls {
+            stillOpen = withUnsafeMutableBytes(of: &byte) { connection.receive(into: $0) }.isWouldBlock
+        } else {
+            let n = Glibc.recv(connection.fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+            stillOpen = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
+        }
+        if stillOpen { return }
+        if let i = idle.firstIndex(where: { $0 === connection }) { idle.remove(at: i) }
+        close(connection)
+    }
+
+    /// Closes a connection (or stops its connect): out of the epoll set
+    /// first, then libcurl closes the socket as the handle leaves the multi
+    /// handle.
+    private func close(_ connection: UpstreamConnection) {
+        guard connection.state != .closed else { return }
+        connection.state = .closed
+        connection.exchange = nil
+        if connection.fd >= 0 {
+            loop.unregister(connection.fd)
+            connection.fd = -1
+        }
+        if let multi { curl_multi_remove_handle(multi, connection.easy) }
+        ccurl_easy_setopt_pointer(connection.easy, CURLOPT_PRIVATE, nil)
+        if spareHandles.count < 64 {
+            spareHandles.append(connection.easy)
+        } else {
+            curl_easy_cleanup(connection.easy)
+            errorBuffers.removeValue(forKey: connection.easy)?.deallocate()
+        }
+    }
+
+    /// Exchanges past their deadline fail with a timeout; their connections close.
+    private func sweep() {
+        let now = loop.now
+        var i = 0
+        while i < running.count {
+            let exchange = running[i]
+            if exchange.deadline <= now {
+                if let connection = exchange.connection { close(connection) }
+                finish(exchange, .failure(.timeout))  // moves the last one into slot i
+            } else {
+                i += 1
+            }
+        }
+        sweepDeadline = running.isEmpty ? nil : now &+ Self.sweepNanoseconds
+    }
+
+    /// Releases everything; on the loop, once no request is running.
+    public func close() {
+        loop.assertInLoop()
+        for exchange in running {
+            if let connection = exchange.connection { close(connection) }
+        }
+        running.removeAll()
+        for connection in idle { close(connection) }
+        idle.removeAll()
+        curlDeadline = nil
+        sweepDeadline = nil
+        if let multi {
+            loop.removeDeadlineSource(self)
+            curl_multi_cleanup(multi)
+            self.multi = nil
+        }
+        for (fd, socket) in sockets where socket.events != nil { loop.unregister(fd) }
+        sockets.removeAll()
+        for easy in spareHandles {
+            curl_easy_cleanup(easy)
+            errorBuffers.removeValue(forKey: easy)?.deallocate()
+        }
+        spareHandles.removeAll()
+    }
+
+    // MARK: - Driving libcurl's connects
+
     private static let socketCallback: ccurl_socket_callback = { _, fd, what, userp, _ in
         let client = Unmanaged<UpstreamClient>.fromOpaque(userp!).takeUnretainedValue()
         client.watch(fd, what: what)
@@ -187,37 +581,27 @@ public final class UpstreamClient: @unchecked Sendable {
 
     private static let timerCallback: ccurl_timer_callback = { _, timeoutMs, userp in
         let client = Unmanaged<UpstreamClient>.fromOpaque(userp!).takeUnretainedValue()
-        client.setTimer(milliseconds: timeoutMs)
+        client.curlDeadline = timeoutMs < 0 ? nil : MonotonicClock.now() &+ UInt64(timeoutMs) &* 1_000_000
         return 0
     }
 
     /// libcurl closes a socket: forget it first, so its number can be reused.
     private static let closeSocketCallback: ccurl_closesocket_callback = { clientp, fd in
         let client = Unmanaged<UpstreamClient>.fromOpaque(clientp!).takeUnretainedValue()
-        client.forget(fd)
+        if let socket = client.sockets.removeValue(forKey: fd), socket.events != nil { client.loop.unregister(fd) }
         return Glibc.close(fd)
-    }
-
-    private func forget(_ fd: Int32) {
-        if let socket = sockets.removeValue(forKey: fd), socket.events != nil { loop.unregister(fd) }
     }
 
     private func watch(_ fd: Int32, what: Int32) {
         if what == CURL_POLL_REMOVE {
-            sockets[fd]?.park()  // stays registered
+            if let socket = sockets.removeValue(forKey: fd), socket.events != nil { loop.unregister(fd) }
             return
         }
         var events: UInt32 = 0
         if what & CURL_POLL_IN != 0 { events |= EventLoop.readable }
         if what & CURL_POLL_OUT != 0 { events |= EventLoop.writable }
         if let socket = sockets[fd] {
-            socket.wanted = true
-            if socket.events == nil {
-                do {
-                    try loop.register(fd, events: events, handler: socket)
-                    socket.events = events
-                } catch {}
-            } else if socket.events != events {
+            if socket.events != events {
                 loop.modify(fd, events: events)
                 socket.events = events
             }
@@ -228,135 +612,59 @@ public final class UpstreamClient: @unchecked Sendable {
                 socket.events = events
                 sockets[fd] = socket
             } catch {
-                // curl then times the transfer out.
+                // libcurl then times the connect out.
             }
         }
-    }
-
-    /// An event on a socket: for libcurl, unless it is parked. A parked one
-    /// that fires (the server closed an idle connection) leaves the epoll set
-    /// (a hang-up is reported whatever the mask) until libcurl wants it again
-    /// or closes it.
-    func socketEvent(_ fd: Int32, events: Int32) {
-        guard let socket = sockets[fd] else { return }
-        if !socket.wanted {
-            if socket.events != nil {
-                loop.unregister(fd)
-                socket.events = nil
-            }
-            return
-        }
-        socketAction(fd, events: events)
-    }
-
-    /// Never calls back into curl from inside its callback: the loop calls
-    /// `deadlineReached` once the time has come (0 ms: at the end of this iteration).
-    private func setTimer(milliseconds: Int) {
-        curlDeadline = milliseconds < 0 ? nil : MonotonicClock.now() &+ UInt64(milliseconds) &* 1_000_000
     }
 
     func socketAction(_ fd: Int32, events: Int32) {
         guard let multi else { return }
         var running: Int32 = 0
         curl_multi_socket_action(multi, fd, events, &running)
-        collectCompleted(multi)
-    }
-
-    private func collectCompleted(_ multi: UnsafeMutableRawPointer) {
         var remaining: Int32 = 0
         while let message = curl_multi_info_read(multi, &remaining) {
             guard ccurl_msg_kind(message) == CURLMSG_DONE, let easy = ccurl_msg_easy(message) else { continue }
-            let result = ccurl_msg_result(message)
+            let code = ccurl_msg_result(message)
             var context: UnsafeMutableRawPointer?
             ccurl_easy_getinfo_pointer(easy, CURLINFO_PRIVATE, &context)
-            var connects = 0
-            ccurl_easy_getinfo_long(easy, CURLINFO_NUM_CONNECTS, &connects)
-            if connects > 0 { opened.add(connects, ordering: .relaxed) }
-            curl_multi_remove_handle(multi, easy)
-            active -= 1
             guard let context else { continue }
-            let transfer = Unmanaged<Transfer>.fromOpaque(context).takeRetainedValue()
-            let outcome = outcome(of: transfer, code: result)
-            let completion = transfer.completion
-            transfer.completion = nil
-            recycle(easy)
-            completion?(outcome)
+            connected(Unmanaged<UpstreamConnection>.fromOpaque(context).takeUnretainedValue(), code: code)
         }
-    }
-
-    private func outcome(of transfer: Transfer, code: CURLcode) -> Result<UpstreamResponse, UpstreamError> {
-        if code == CURLE_OK {
-            if transfer.status < 100 || transfer.status > 999 {
-                return .failure(.failed("malformed status line from the upstream"))
-            }
-            return .success(transfer.makeResponse())
-        }
-        let message = errorBuffers[transfer.easy].map { String(cString: $0) } ?? ""
-        let detail = message.isEmpty ? String(cString: curl_easy_strerror(code)) : message
-        switch code {
-        case CURLE_OPERATION_TIMEDOUT:
-            return .failure(.timeout)
-        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_CONNECT, CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION,
-            CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER, CURLE_SSL_ISSUER_ERROR,
-            CURLE_URL_MALFORMAT:
-            return .failure(.unreachable(detail))
-        case CURLE_WRITE_ERROR where transfer.tooLarge:
-            return .failure(.failed("upstream answer larger than \(configuration.maxResponseBytes) bytes"))
-        default:
-            return .failure(.failed(detail))
-        }
-    }
-
-    private func recycle(_ easy: UnsafeMutableRawPointer) {
-        // The header list and body belong to the finished transfer.
-        ccurl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, nil)
-        if idleHandles.count < 256 {
-            idleHandles.append(easy)
-        } else {
-            destroy(easy)
-        }
-    }
-
-    private func destroy(_ easy: UnsafeMutableRawPointer) {
-        curl_easy_cleanup(easy)
-        errorBuffers.removeValue(forKey: easy)?.deallocate()
-    }
-
-    /// Releases libcurl's resources; on the loop, once no transfer is running.
-    public func close() {
-        loop.assertInLoop()
-        curlDeadline = nil
-        if let multi {
-            loop.removeDeadlineSource(self)
-            curl_multi_cleanup(multi)  // closes cached connections; REMOVE callbacks run here
-            self.multi = nil
-        }
-        for (fd, socket) in sockets where socket.events != nil { loop.unregister(fd) }
-        sockets.removeAll()
-        for easy in idleHandles { destroy(easy) }
-        idleHandles.removeAll()
     }
 }
 
 extension UpstreamClient: DeadlineSource {
-    public var nextDeadline: UInt64? { curlDeadline }
+    public var nextDeadline: UInt64? {
+        switch (curlDeadline, sweepDeadline) {
+        case (let a?, let b?): return min(a, b)
+        case (let a?, nil): return a
+        case (nil, let b?): return b
+        case (nil, nil): return nil
+        }
+    }
 
     public func deadlineReached() {
-        curlDeadline = nil
-        socketAction(CURL_SOCKET_TIMEOUT, events: 0)
+        let now = MonotonicClock.now()
+        if let d = curlDeadline, d <= now {
+            curlDeadline = nil
+            socketAction(CURL_SOCKET_TIMEOUT, events: 0)
+        }
+        if let d = sweepDeadline, d <= now { sweep() }
     }
 }
 
-/// A socket of libcurl's in the loop's epoll set.
+extension UpstreamConnection.ReadResult {
+    var isWouldBlock: Bool {
+        if case .wouldBlock = self { return true }
+        return false
+    }
+}
+
+/// A socket of libcurl's, in the loop's epoll set while libcurl connects it.
 final class CurlSocket: EventHandler {
     let fd: Int32
     unowned let client: UpstreamClient
-    /// Registered events; nil when out of the epoll set.
     var events: UInt32?
-    /// Whether libcurl watches it now (false: parked between transfers).
-    var wanted = true
-
-    func park() { wanted = false }
 
     init(fd: Int32, client: UpstreamClient) {
         self.fd = fd
@@ -368,6 +676,8 @@ final class CurlSocket: EventHandler {
         if events & (EventLoop.readable | EventLoop.hangup) != 0 { bits |= CURL_CSELECT_IN }
         if events & EventLoop.writable != 0 { bits |= CURL_CSELECT_OUT }
         if events & EventLoop.error != 0 { bits |= CURL_CSELECT_ERR }
-        client.socketEvent(fd, events: bits)
+        client.socketAction(fd, events: bits)
     }
+
+    func checkDeadline(now: UInt64) {}
 }

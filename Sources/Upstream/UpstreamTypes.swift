@@ -28,9 +28,8 @@ public struct UpstreamRequest: Sendable {
     public var methodName: String
     /// Path and query, starting with `/`.
     public var pathAndQuery: [UInt8]
-    /// Header lines as libcurl takes them: `Name: value`, each followed by a
-    /// NUL byte (`Name:` removes a header libcurl would add; `Name;` sends an
-    /// empty one).
+    /// Header lines `Name: value`, each followed by a NUL byte, written to
+    /// the upstream in this order after `Host` and `firstLine`.
     public var headerLines: [UInt8]
     /// A first header line (the Authorization), kept apart so that a replay
     /// can change it alone. No NUL.
@@ -47,11 +46,6 @@ public struct UpstreamRequest: Sendable {
         self.body = body
     }
 
-    /// Appends `Name: value` and its NUL to `lines`.
-    public static func appendLine(_ line: String, to lines: inout [UInt8]) {
-        lines.append(contentsOf: line.utf8)
-        lines.append(0)
-    }
 }
 
 public struct UpstreamResponse: Sendable {

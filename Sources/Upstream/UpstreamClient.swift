@@ -248,7 +248,8 @@ public final class UpstreamClient: @unchecked Sendable {
             loop.modify(connection.fd, events: Self.readEvents)
             connection.watchingWritable = false
         }
-        read(connection)
+        // No read now: the answer cannot be there yet, and trying would cost
+        // a `recv` that fails with EAGAIN. Its arrival is an epoll event.
     }
 
     private func read(_ connection: UpstreamConnection) {

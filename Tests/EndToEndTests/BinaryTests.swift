@@ -42,6 +42,30 @@ import Testing
         #expect(proxy.stop() == 0)
     }
 
+    @Test func largeBodiesBothWaysOverTLS() throws {
+        let fake = FakeIamport(configuration: .init(apiKey: BinaryHarness.apiKey, apiSecret: BinaryHarness.apiSecret))
+        let fakePort = try fake.start().port
+        let tls = try TLSFront(backendPort: fakePort)
+        defer { tls.stop(); fake.stop() }
+        let proxy = try ProcessRunner(Paths.executable("iamport-proxy"),
+                                      arguments: ["--upstream", "https://localhost:\(tls.port)", "--upstream-ca-file", tls.caFile,
+                                                  "--listen", "127.0.0.1:0"],
+                                      environment: ["IAMPORT_API_KEY": BinaryHarness.apiKey, "IAMPORT_API_SECRET": BinaryHarness.apiSecret])
+        defer { _ = proxy.stop() }
+        let port = try #require(proxy.listeningPort())
+        // Many TLS records each way, more than one socket buffer: the request
+        // waits for room, and the answer arrives in many reads.
+        let text = String(repeating: "abcdefghijklmnopqrstuvwxyz", count: 34_000)
+        let answer = try HTTPTestClient.post(port: port, "/echo/big", json: "{\"text\":\"\(text)\"}")
+        #expect(answer.status == 200)
+        let recorded = try #require(fake.recorded.last)
+        #expect(recorded.body.count == text.utf8.count + 11)
+        #expect(String(decoding: recorded.body, as: UTF8.self).hasSuffix(String(text.suffix(100)) + "\"}"))
+        #expect(answer.body.count > text.utf8.count, "the echo carries the whole body back")
+        #expect(String(decoding: answer.body, as: UTF8.self).contains(String(text.suffix(1000))))
+        #expect(proxy.stop() == 0)
+    }
+
     @Test func tlsVerificationIsAlwaysOn() throws {
         let fake = FakeIamport(configuration: .init(apiKey: BinaryHarness.apiKey, apiSecret: BinaryHarness.apiSecret))
         let fakePort = try fake.start().port

@@ -20,15 +20,9 @@ import Testing
     }
 
     @Test func tlsUpstreamWithACAMadeAtTestTimeReusesConnections() throws {
-        let fake = FakeIamport(configuration: .init(apiKey: BinaryHarness.apiKey, apiSecret: BinaryHarness.apiSecret))
-        let fakePort = try fake.start().port
-        let tls = try TLSFront(backendPort: fakePort)
-        defer { tls.stop(); fake.stop() }
-        let binary = Paths.executable("iamport-proxy")
-        let proxy = try ProcessRunner(binary, arguments: ["--upstream", "https://localhost:\(tls.port)", "--upstream-ca-file", tls.caFile, "--listen", "127.0.0.1:0"],
-                                      environment: ["IAMPORT_API_KEY": BinaryHarness.apiKey, "IAMPORT_API_SECRET": BinaryHarness.apiSecret])
-        defer { _ = proxy.stop() }
-        let port = try #require(proxy.listeningPort())
+        let t = try TLSUpstream(trustingItsCA: true)
+        defer { t.stop() }
+        let (fake, proxy, port) = (t.fake, t.proxy, t.port)
         let client = try HTTPTestClient(port: port)
         for n in 0..<50 {
             try client.send("GET /payments/imp_tls_\(n) HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -43,16 +37,9 @@ import Testing
     }
 
     @Test func largeBodiesBothWaysOverTLS() throws {
-        let fake = FakeIamport(configuration: .init(apiKey: BinaryHarness.apiKey, apiSecret: BinaryHarness.apiSecret))
-        let fakePort = try fake.start().port
-        let tls = try TLSFront(backendPort: fakePort)
-        defer { tls.stop(); fake.stop() }
-        let proxy = try ProcessRunner(Paths.executable("iamport-proxy"),
-                                      arguments: ["--upstream", "https://localhost:\(tls.port)", "--upstream-ca-file", tls.caFile,
-                                                  "--listen", "127.0.0.1:0"],
-                                      environment: ["IAMPORT_API_KEY": BinaryHarness.apiKey, "IAMPORT_API_SECRET": BinaryHarness.apiSecret])
-        defer { _ = proxy.stop() }
-        let port = try #require(proxy.listeningPort())
+        let t = try TLSUpstream(trustingItsCA: true)
+        defer { t.stop() }
+        let (fake, proxy, port) = (t.fake, t.proxy, t.port)
         // Many TLS records each way, more than one socket buffer: the request
         // waits for room, and the answer arrives in many reads.
         let text = String(repeating: "abcdefghijklmnopqrstuvwxyz", count: 34_000)
@@ -67,16 +54,10 @@ import Testing
     }
 
     @Test func tlsVerificationIsAlwaysOn() throws {
-        let fake = FakeIamport(configuration: .init(apiKey: BinaryHarness.apiKey, apiSecret: BinaryHarness.apiSecret))
-        let fakePort = try fake.start().port
-        let tls = try TLSFront(backendPort: fakePort)
-        defer { tls.stop(); fake.stop() }
         // No CA file: the test CA is not trusted, so nothing reaches the fake.
-        let proxy = try ProcessRunner(Paths.executable("iamport-proxy"),
-                                      arguments: ["--upstream", "https://localhost:\(tls.port)", "--listen", "127.0.0.1:0"],
-                                      environment: ["IAMPORT_API_KEY": BinaryHarness.apiKey, "IAMPORT_API_SECRET": BinaryHarness.apiSecret])
-        defer { _ = proxy.stop() }
-        let port = try #require(proxy.listeningPort())
+        let t = try TLSUpstream(trustingItsCA: false)
+        defer { t.stop() }
+        let (fake, port) = (t.fake, t.port)
         let answer = try HTTPTestClient.get(port: port, "/payments/imp_1")
         #expect(answer.status == 502)
         #expect(answer.header("X-Iamport-Proxy-Error") == "token_unavailable")
@@ -235,3 +216,51 @@ import Testing
         #expect(!badOutput.contains("not-the-secret"))
     }
 }
+
+/// The fake behind socat's TLS (a CA made at test time), and the binary in
+/// front of it.
+private struct TLSUpstream {
+    let fake: FakeIamport
+    let tls: TLSFront
+    let proxy: ProcessRunner
+    let port: Int
+
+    init(trustingItsCA: Bool) throws {
+        fake = FakeIamport(configuration: .init(apiKey: BinaryHarness.apiKey, apiSecret: BinaryHarness.apiSecret))
+        let fakePort = try fake.start().port
+        do {
+            tls = try TLSFront(backendPort: fakePort)
+        } catch {
+            fake.stop()
+            throw error
+        }
+        var arguments = ["--upstream", "https://localhost:\(tls.port)", "--listen", "127.0.0.1:0"]
+        if trustingItsCA { arguments += ["--upstream-ca-file", tls.caFile] }
+        let runner: ProcessRunner
+        do {
+            runner = try ProcessRunner(Paths.executable("iamport-proxy"), arguments: arguments,
+                                       environment: ["IAMPORT_API_KEY": BinaryHarness.apiKey, "IAMPORT_API_SECRET": BinaryHarness.apiSecret])
+        } catch {
+            tls.stop()
+            fake.stop()
+            throw error
+        }
+        proxy = runner
+        guard let listening = runner.listeningPort() else {
+            _ = runner.stop()
+            tls.stop()
+            fake.stop()
+            throw TLSUpstreamFailure.notListening(runner.text)
+        }
+        port = listening
+    }
+
+    enum TLSUpstreamFailure: Error { case notListening(String) }
+
+    func stop() {
+        _ = proxy.stop()
+        tls.stop()
+        fake.stop()
+    }
+}
+

@@ -16,28 +16,11 @@ static inline CURLcode ccurl_easy_setopt_string(CURL *h, CURLoption o, const cha
 static inline CURLcode ccurl_easy_setopt_pointer(CURL *h, CURLoption o, void *v) {
     return curl_easy_setopt(h, o, v);
 }
-static inline CURLcode ccurl_easy_setopt_off_t(CURL *h, CURLoption o, curl_off_t v) {
-    return curl_easy_setopt(h, o, v);
-}
-static inline CURLcode ccurl_easy_setopt_slist(CURL *h, CURLoption o, struct curl_slist *v) {
-    return curl_easy_setopt(h, o, v);
-}
 
-typedef size_t (*ccurl_data_callback)(char *ptr, size_t size, size_t nmemb, void *userdata);
-static inline CURLcode ccurl_easy_setopt_data_callback(CURL *h, CURLoption o, ccurl_data_callback f) {
-    return curl_easy_setopt(h, o, f);
-}
-
-static inline CURLcode ccurl_easy_getinfo_long(CURL *h, CURLINFO i, long *v) {
-    return curl_easy_getinfo(h, i, v);
-}
 static inline CURLcode ccurl_easy_getinfo_pointer(CURL *h, CURLINFO i, void **v) {
     return curl_easy_getinfo(h, i, v);
 }
 static inline CURLcode ccurl_easy_getinfo_socket(CURL *h, CURLINFO i, curl_socket_t *v) {
-    return curl_easy_getinfo(h, i, v);
-}
-static inline CURLcode ccurl_easy_getinfo_double(CURL *h, CURLINFO i, double *v) {
     return curl_easy_getinfo(h, i, v);
 }
 
@@ -49,9 +32,6 @@ static inline CURLcode ccurl_easy_setopt_closesocket_callback(CURL *h, ccurl_clo
 typedef int (*ccurl_socket_callback)(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp);
 typedef int (*ccurl_timer_callback)(CURLM *multi, long timeout_ms, void *userp);
 
-static inline CURLMcode ccurl_multi_setopt_long(CURLM *m, CURLMoption o, long v) {
-    return curl_multi_setopt(m, o, v);
-}
 static inline CURLMcode ccurl_multi_setopt_pointer(CURLM *m, CURLMoption o, void *v) {
     return curl_multi_setopt(m, o, v);
 }

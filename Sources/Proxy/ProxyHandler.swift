@@ -47,21 +47,13 @@ public final class ProxyHandler: HTTPHandler {
         self.logger = logger
         self.contexts = contexts
         self.authenticator = ClientAuthenticator(clientToken: configuration.clientToken)
-        self.upstreamAuthority = Self.authority(of: configuration.upstream.baseURL)
+        self.upstreamAuthority = configuration.upstream.authority.map(ASCII.lower)
         var random = SystemRandomNumberGenerator()
         self.requestIDPrefix = (0..<12).map { _ in hexDigits[Int(random.next() % 16)] } + [UInt8(ascii: "-")]
     }
 
     func attach(_ server: Server) {
         self.server.withLock { $0 = server }
-    }
-
-    static func authority(of url: String) -> [UInt8] {
-        var rest = Array(url.utf8)[...]
-        let separator = Array("://".utf8)
-        if let i = rest.indices.first(where: { rest[$0...].starts(with: separator) }) { rest = rest[(i + 3)...] }
-        if let slash = rest.firstIndex(of: ASCII.slash) { rest = rest[..<slash] }
-        return rest.map(ASCII.lower)
     }
 
     // MARK: - Before the body

@@ -21,6 +21,11 @@ public struct UpstreamConfiguration: Sendable {
     }
 }
 
+extension UpstreamConfiguration {
+    /// `host[:port]` of the base URL: what the upstream sees in `Host`.
+    public var authority: [UInt8] { Endpoint(baseURL).authority }
+}
+
 /// One request to the upstream.
 public struct UpstreamRequest: Sendable {
     public var method: Method

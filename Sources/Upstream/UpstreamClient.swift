@@ -277,46 +277,55 @@ public final class UpstreamClient: @unchecked Sendable {
     }
 
     private func consume(_ bytes: UnsafeRawBufferPointer, _ connection: UpstreamConnection, _ exchange: UpstreamExchange) {
-        guard exchange.answer != nil else {
+        if exchange.answer != nil {
+            readBody(bytes, connection, exchange)
+        } else if exchange.inbox.isEmpty {
+            // Usually the whole head arrives in one read: parsed where it
+            // landed, so the body is copied once, into the answer.
+            if !readHead(bytes, connection, exchange) { exchange.inbox.append(contentsOf: bytes) }
+        } else {
             exchange.inbox.append(contentsOf: bytes)
-            readHead(connection, exchange)
-            return
+            let inbox = exchange.inbox
+            exchange.inbox = []
+            if !inbox.withUnsafeBytes({ readHead($0, connection, exchange) }) { exchange.inbox = inbox }
         }
-        readBody(bytes, connection, exchange)
     }
 
-    /// Parses the head once it is all there; interim (1xx) answers are skipped.
-    private func readHead(_ connection: UpstreamConnection, _ exchange: UpstreamExchange) {
-        while exchange.answer == nil {
-            let outcome = exchange.inbox.withUnsafeBytes { ResponseHeadParser.parse($0, maxHeadBytes: Self.maxAnswerHeadBytes) }
-            switch outcome {
+    /// Reads the answer's head from `bytes` (interim 1xx answers skipped) and
+    /// passes what follows it on as body. False when the head is not all
+    /// there yet, and nothing was taken.
+    private func readHead(_ bytes: UnsafeRawBufferPointer, _ connection: UpstreamConnection,
+                          _ exchange: UpstreamExchange) -> Bool {
+        var offset = 0
+        while true {
+            let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+            switch ResponseHeadParser.parse(rest, maxHeadBytes: Self.maxAnswerHeadBytes) {
             case .incomplete:
-                return
+                if offset == 0 { return false }
+                exchange.inbox = Array(rest)  // after an interim answer
+                return true
             case .failure(let why):
                 fail(connection, exchange, .failed(why))
-                return
+                return true
             case .complete(let head):
                 if head.status < 200 {
                     if head.status == 101 {
                         fail(connection, exchange, .failed("the upstream switched protocols"))
-                        return
+                        return true
                     }
-                    exchange.inbox.removeSubrange(0..<head.length)
+                    offset += head.length
                     continue
                 }
-                guard beginAnswer(head, exchange) else {
+                guard beginAnswer(head, UnsafeRawBufferPointer(rebasing: rest[0..<head.length]), exchange) else {
                     fail(connection, exchange, .failed(tooLarge))
-                    return
+                    return true
                 }
-                let rest = exchange.inbox.count - head.length
-                if rest == 0, case .none = exchange.framing {
+                if head.length == rest.count, case .none = exchange.framing {
                     complete(connection, exchange, reusable: !head.closes)
-                    return
+                } else {
+                    readBody(UnsafeRawBufferPointer(rebasing: rest[head.length...]), connection, exchange)
                 }
-                let inbox = exchange.inbox
-                exchange.inbox = []
-                inbox.withUnsafeBytes { readBody(UnsafeRawBufferPointer(rebasing: $0[head.length...]), connection, exchange) }
-                return
+                return true
             }
         }
     }
@@ -342,40 +351,38 @@ public final class UpstreamClient: @unchecked Sendable {
 
     /// The answer's status and end-to-end fields, and how its body ends.
     /// False when the declared length is over the limit.
-    private func beginAnswer(_ head: UpstreamHead, _ exchange: UpstreamExchange) -> Bool {
+    private func beginAnswer(_ head: UpstreamHead, _ bytes: UnsafeRawBufferPointer, _ exchange: UpstreamExchange) -> Bool {
         var answer = UpstreamResponse(status: head.status)
         var connectionOptions: [[UInt8]] = []
-        exchange.inbox.withUnsafeBytes { bytes in
-            if !head.reason.isEmpty {
-                let phrase = UnsafeRawBufferPointer(rebasing: bytes[head.reason])
-                // The usual phrase is written by the serializer byte for byte.
-                let standard = ResponseSerializer.reasonPhrase(head.status)
-                if !standard.withUTF8Buffer({ phrase.elementsEqual($0) }) { answer.reason = Array(phrase) }
-            }
-            var block: [UInt8] = []
-            block.reserveCapacity(head.length)
-            for field in head.fields {
-                switch field.kind {
-                case .contentLength:
-                    continue  // written again by the serializer
-                case .connection:
-                    HeaderRules.forEachConnectionOption(bytes[field.value]) { option in
-                        if !option.equalsLowercased("close") && !option.equalsLowercased("keep-alive") {
-                            connectionOptions.append(option.map(ASCII.lower))
-                        }
-                    }
-                    continue
-                case .requestID:
-                    answer.hasRequestID = true
-                default:
-                    if field.kind.isHopByHop { continue }
-                }
-                block.append(contentsOf: bytes[field.name.lowerBound..<field.value.upperBound])
-                block.append(ASCII.cr)
-                block.append(ASCII.lf)
-            }
-            answer.headerBlock = block
+        if !head.reason.isEmpty {
+            let phrase = UnsafeRawBufferPointer(rebasing: bytes[head.reason])
+            // The usual phrase is written by the serializer byte for byte.
+            let standard = ResponseSerializer.reasonPhrase(head.status)
+            if !standard.withUTF8Buffer({ phrase.elementsEqual($0) }) { answer.reason = Array(phrase) }
         }
+        var block: [UInt8] = []
+        block.reserveCapacity(head.length)
+        for field in head.fields {
+            switch field.kind {
+            case .contentLength:
+                continue  // written again by the serializer
+            case .connection:
+                HeaderRules.forEachConnectionOption(bytes[field.value]) { option in
+                    if !option.equalsLowercased("close") && !option.equalsLowercased("keep-alive") {
+                        connectionOptions.append(option.map(ASCII.lower))
+                    }
+                }
+                continue
+            case .requestID:
+                answer.hasRequestID = true
+            default:
+                if field.kind.isHopByHop { continue }
+            }
+            block.append(contentsOf: bytes[field.name.lowerBound..<field.value.upperBound])
+            block.append(ASCII.cr)
+            block.append(ASCII.lf)
+        }
+        answer.headerBlock = block
         if !connectionOptions.isEmpty { answer.headerBlock = Self.dropping(connectionOptions, from: answer.headerBlock) }
         answer.declaredLength = head.contentLength
         let noBody = exchange.request.method == .head || head.status == 204 || head.status == 304

@@ -686,6 +686,4 @@ final class CurlSocket: EventHandler {
         if events & EventLoop.error != 0 { bits |= CURL_CSELECT_ERR }
         client.socketAction(fd, events: bits)
     }
-
-    func checkDeadline(now: UInt64) {}
 }

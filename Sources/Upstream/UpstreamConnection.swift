@@ -1,5 +1,8 @@
 import CCurl
 import EventLoops
+#if canImport(Glibc)
+import Glibc
+#endif
 import HTTP1
 
 /// One connection to the upstream. libcurl opens it (resolve, connect, TLS
@@ -40,8 +43,6 @@ final class UpstreamConnection: EventHandler {
     func handleEvent(_ events: UInt32) {
         client.connectionEvent(self, events)
     }
-
-    func checkDeadline(now: UInt64) {}
 
     /// Writes from `buffer`; bytes written, 0 when the socket is full, or nil on error.
     func send(_ buffer: UnsafeRawBufferPointer) -> Int? {
@@ -132,10 +133,6 @@ final class UpstreamExchange {
         closeAfter = false
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Where the upstream is, and how a request to it is written.
 struct Endpoint {

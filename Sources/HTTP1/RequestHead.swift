@@ -87,7 +87,6 @@ public enum FieldKind: UInt8, Sendable {
     case host, contentLength, transferEncoding, connection, keepAlive
     case proxyAuthorization, proxyConnection, te, trailer, upgrade
     case expect, authorization, impTokenHeader, requestID, forwardedFor
-    case contentType, accept
 
     public var isHopByHop: Bool {
         switch self {
@@ -115,7 +114,6 @@ public enum FieldKind: UInt8, Sendable {
         case 4: if name.isLowercased("host") { return .host }
         case 6:
             if name.isLowercased("expect") { return .expect }
-            if name.isLowercased("accept") { return .accept }
         case 7:
             if name.isLowercased("trailer") { return .trailer }
             if name.isLowercased("upgrade") { return .upgrade }
@@ -124,7 +122,6 @@ public enum FieldKind: UInt8, Sendable {
             if name.isLowercased("keep-alive") { return .keepAlive }
         case 12:
             if name.isLowercased("x-request-id") { return .requestID }
-            if name.isLowercased("content-type") { return .contentType }
         case 13: if name.isLowercased("authorization") { return .authorization }
         case 14: if name.isLowercased("content-length") { return .contentLength }
         case 15: if name.isLowercased("x-forwarded-for") { return .forwardedFor }

@@ -23,7 +23,7 @@ struct ResponseHeadParserTests {
         #expect(h.contentLength == 12)
         #expect(!h.chunked && !h.closes)
         #expect(h.length == text.utf8.count - 10)
-        #expect(h.fields.map(\.kind) == [.contentType, .contentLength, .requestID])
+        #expect(h.fields.map(\.kind) == [.other, .contentLength, .requestID])
         let bytes = Array(text.utf8)
         #expect(String(decoding: bytes[h.reason], as: UTF8.self) == "OK")
         #expect(String(decoding: bytes[h.fields[0].value], as: UTF8.self) == "application/json")

@@ -265,7 +265,10 @@ public struct HeadParser: Sendable {
 
     /// Calls `body` with each element of a comma-separated list, without the
     /// surrounding whitespace. Empty elements are passed as empty slices.
-    static func forEachListElement(_ value: ArraySlice<UInt8>, _ body: (ArraySlice<UInt8>) -> Void) {
+    /// Generic inside this module only (specialized here for the request's
+    /// bytes and the upstream's), so no caller walks it through witness tables.
+    static func forEachListElement<Bytes: Collection>(_ value: Bytes, _ body: (Bytes.SubSequence) -> Void)
+    where Bytes.Element == UInt8, Bytes.Index == Int {
         var elementStart = value.startIndex
         var i = value.startIndex
         func emit(_ range: Range<Int>) {

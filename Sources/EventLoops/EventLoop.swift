@@ -115,21 +115,37 @@ public final class EventLoop: @unchecked Sendable {
         var ev = epoll_event(events: events, data: epoll_data_t(fd: fd))
         _ = try syscall("epoll_ctl(ADD)") { epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) }
         let slot = Int(fd)
+        assert(slot >= handlers.count || handlers[slot] == nil,
+               "descriptor \(fd) was closed without being unregistered")
         if slot >= handlers.count { handlers.append(contentsOf: repeatElement(nil, count: slot + 1 - handlers.count + 64)) }
         handlers[slot] = handler
     }
 
-    public func modify(_ fd: Int32, events: UInt32) {
+    public func modify(_ fd: Int32, events: UInt32) throws(SystemError) {
         assertInLoop()
         var ev = epoll_event(events: events, data: epoll_data_t(fd: fd))
-        _ = epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev)
+        _ = try syscall("epoll_ctl(MOD)") { epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) }
     }
 
-    /// Removes `fd` from the loop. The caller closes it afterwards.
-    public func unregister(_ fd: Int32) {
+    /// Removes `fd` from the loop; the caller closes it afterwards. Only
+    /// the handler registered for `fd` can remove it: a handler holding a
+    /// number that was closed under it and reused (a descriptor of another
+    /// owner now) must not take that owner's registration away.
+    /// - Returns: whether `handler` was the one registered.
+    @discardableResult
+    public func unregister(_ fd: Int32, handler: EventHandler) -> Bool {
         assertInLoop()
+        guard fd >= 0, Int(fd) < handlers.count, handlers[Int(fd)] === handler else { return false }
+        handlers[Int(fd)] = nil
         _ = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil)
-        if Int(fd) < handlers.count { handlers[Int(fd)] = nil }
+        return true
+    }
+
+    /// The handler registered for `fd`, if any (for tests and assertions).
+    public func handler(for fd: Int32) -> EventHandler? {
+        assertInLoop()
+        guard fd >= 0, Int(fd) < handlers.count else { return nil }
+        return handlers[Int(fd)]
     }
 
     /// Every registered handler, for sweeps such as timeouts and shutdown.

@@ -27,7 +27,7 @@ final class Acceptor: EventHandler, @unchecked Sendable {
 
     func stop() {
         guard fd >= 0 else { return }
-        loop.unregister(fd)
+        loop.unregister(fd, handler: self)
         Glibc.close(fd)
         fd = -1
         if reserveFD >= 0 { Glibc.close(reserveFD); reserveFD = -1 }

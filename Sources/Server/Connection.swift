@@ -426,7 +426,7 @@ final class Connection: EventHandler, @unchecked Sendable {
         guard state != .closed else { return }
         state = .closed
         deadlineKind = .none
-        loop.unregister(fd)
+        loop.unregister(fd, handler: self)
         Glibc.close(fd)
         outHead = []
         outBody = []

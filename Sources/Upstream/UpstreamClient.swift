@@ -30,12 +30,21 @@ public final class UpstreamClient: @unchecked Sendable {
     private var multi: UnsafeMutableRawPointer?
     /// libcurl's sockets while it connects them.
     private var sockets: [Int32: CurlSocket] = [:]
+    /// Connected connections by descriptor. libcurl can close one of these
+    /// itself (see `socketClosing`); this is how the client hears of it.
+    private var connectedByFD: [Int32: UpstreamConnection] = [:]
+    /// Connections whose socket libcurl closed, handled after the libcurl
+    /// call that closed them has returned.
+    private var lost: [UpstreamConnection] = []
     private var curlDeadline: UInt64?
     /// Kept-alive connections, most recently used last.
     private var idle: [UpstreamConnection] = []
     /// Running exchanges, for the timeout sweep.
     private var running: [UpstreamExchange] = []
     private var sweepDeadline: UInt64?
+    /// When the oldest idle connection passes the idle timeout.
+    private var idleSweepDeadline: UInt64?
+    private let maxIdleNanoseconds: UInt64
     private var spareHandles: [UnsafeMutableRawPointer] = []
     private var errorBuffers: [UnsafeMutableRawPointer: UnsafeMutablePointer<CChar>] = [:]
     /// Every read lands here first: one buffer per loop.
@@ -44,9 +53,6 @@ public final class UpstreamClient: @unchecked Sendable {
 
     /// Kept-alive connections per loop beyond which the oldest is closed.
     static let maxIdleConnections = 512
-    /// An idle connection older than this is closed rather than reused:
-    /// below the usual 60 s idle timeouts of servers and load balancers.
-    static let maxIdleNanoseconds: UInt64 = 50_000_000_000
     static let maxAnswerHeadBytes = 65536
     static let sweepNanoseconds: UInt64 = 50_000_000
     /// Edge-triggered; writable only while a request waits for room.
@@ -55,6 +61,12 @@ public final class UpstreamClient: @unchecked Sendable {
     /// Upstream connections opened so far (new TCP/TLS connections, not
     /// reuses). Readable from any thread.
     public var connectionsOpened: Int { opened.load(ordering: .relaxed) }
+
+    /// Kept-alive connections waiting in the pool; on the loop.
+    public var idleConnectionCount: Int {
+        loop.assertInLoop()
+        return idle.count
+    }
 
     /// Once per process, before any thread uses libcurl.
     public static let globalInit: Void = {
@@ -68,6 +80,7 @@ public final class UpstreamClient: @unchecked Sendable {
         self.loop = loop
         self.configuration = configuration
         self.endpoint = Endpoint(configuration.baseURL)
+        self.maxIdleNanoseconds = UInt64(max(1, configuration.idleTimeoutMilliseconds)) &* 1_000_000
     }
 
     deinit {
@@ -116,7 +129,7 @@ public final class UpstreamClient: @unchecked Sendable {
     private func takeIdle() -> UpstreamConnection? {
         let now = loop.now
         while let connection = idle.popLast() {
-            if now &- connection.idleSince < Self.maxIdleNanoseconds { return connection }
+            if connection.fd >= 0 && now < connection.reusableUntil { return connection }
             close(connection)
         }
         return nil
@@ -155,6 +168,11 @@ public final class UpstreamClient: @unchecked Sendable {
         ccurl_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https")
         ccurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
         ccurl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
+        // A CONNECT_ONLY connection stays in libcurl's connection cache, where
+        // it looks idle from the end of its connect on, whatever the proxy does
+        // with it; libcurl would close it there once older than this (118 s by
+        // default) the next time it opens a connection. The pool decides reuse.
+        ccurl_easy_setopt_long(easy, CURLOPT_MAXAGE_CONN, configuration.libcurlMaxConnectionAgeSeconds)
         // libcurl's own receive buffer is never used (answers are read into
         // the client's buffer): the smallest size spares 15 KiB a connection.
         ccurl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, 1024)
@@ -184,8 +202,9 @@ public final class UpstreamClient: @unchecked Sendable {
             return
         }
         opened.add(1, ordering: .relaxed)
-        if let socket = sockets.removeValue(forKey: fd), socket.events != nil { loop.unregister(fd) }
+        if let socket = sockets.removeValue(forKey: fd) { loop.unregister(fd, handler: socket) }
         connection.fd = fd
+        connectedByFD[fd] = connection
         do {
             try loop.register(fd, events: Self.readEvents, handler: connection)
         } catch {
@@ -237,7 +256,12 @@ public final class UpstreamClient: @unchecked Sendable {
             if written == 0 {
                 // The socket is full: watch for room (small requests never get here).
                 if !connection.watchingWritable {
-                    loop.modify(connection.fd, events: Self.readEvents | EventLoop.writable)
+                    do {
+                        try loop.modify(connection.fd, events: Self.readEvents | EventLoop.writable)
+                    } catch {
+                        broken(connection, exchange, "cannot watch the upstream connection: \(error)")
+                        return
+                    }
                     connection.watchingWritable = true
                 }
                 return
@@ -245,8 +269,13 @@ public final class UpstreamClient: @unchecked Sendable {
             exchange.sent += written
         }
         if connection.watchingWritable {
-            loop.modify(connection.fd, events: Self.readEvents)
             connection.watchingWritable = false
+            do {
+                try loop.modify(connection.fd, events: Self.readEvents)
+            } catch {
+                broken(connection, exchange, "cannot watch the upstream connection: \(error)")
+                return
+            }
         }
         // No read now: the answer cannot be there yet, and trying would cost
         // a `recv` that fails with EAGAIN. Its arrival is an epoll event.
@@ -261,18 +290,24 @@ public final class UpstreamClient: @unchecked Sendable {
             case .wouldBlock:
                 return
             case .closed:
-                if exchange.answer != nil, case .untilClose = exchange.framing {
-                    complete(connection, exchange, reusable: false)
-                } else {
-                    broken(connection, exchange, exchange.receivedAny
-                           ? "the upstream closed the connection in the middle of its answer"
-                           : "the upstream closed the connection without answering")
-                }
+                peerClosed(connection, exchange)
                 return
             case .failed(let why):
                 broken(connection, exchange, why)
                 return
             }
+        }
+    }
+
+    /// The connection ended under an exchange: the end of a close-delimited
+    /// answer, or a broken exchange.
+    private func peerClosed(_ connection: UpstreamConnection, _ exchange: UpstreamExchange) {
+        if exchange.answer != nil, case .untilClose = exchange.framing {
+            complete(connection, exchange, reusable: false)
+        } else {
+            broken(connection, exchange, exchange.receivedAny
+                   ? "the upstream closed the connection in the middle of its answer"
+                   : "the upstream closed the connection without answering")
         }
     }
 
@@ -347,6 +382,19 @@ public final class UpstreamClient: @unchecked Sendable {
         return kept
     }
 
+    /// `timeout=N` of a `Keep-Alive` field value, N being at most 9 digits.
+    static func keepAliveTimeout<Bytes: Collection>(_ value: Bytes) -> Int? where Bytes.Element == UInt8 {
+        var seconds: Int?
+        for parameter in value.split(separator: UInt8(ascii: ",")) {
+            let trimmed = parameter.drop { $0 == ASCII.space || $0 == ASCII.tab }
+            guard trimmed.count > 8, trimmed.prefix(8).equalsLowercased("timeout=") else { continue }
+            let digits = trimmed.dropFirst(8).prefix { $0 != ASCII.space && $0 != ASCII.tab }
+            guard !digits.isEmpty, digits.count <= 9, digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+            seconds = digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
+        }
+        return seconds
+    }
+
     private var tooLarge: String { "upstream answer larger than \(configuration.maxResponseBytes) bytes" }
 
     /// The answer's status and end-to-end fields, and how its body ends.
@@ -375,6 +423,13 @@ public final class UpstreamClient: @unchecked Sendable {
                 continue
             case .requestID:
                 answer.hasRequestID = true
+            case .keepAlive:
+                if let seconds = Self.keepAliveTimeout(bytes[field.value]) {
+                    // Reuse stops a second before the server's own limit.
+                    exchange.connection?.serverIdleLimit =
+                        UInt64(max(0, min(seconds, 3600) - 1)) &* 1_000_000_000
+                }
+                continue
             default:
                 if field.kind.isHopByHop { continue }
             }
@@ -495,9 +550,28 @@ public final class UpstreamClient: @unchecked Sendable {
         connection.exchange = nil
         connection.state = .idle
         connection.reused = true
-        connection.idleSince = loop.now
+        var until = loop.now &+ maxIdleNanoseconds
+        if let serverLimit = connection.serverIdleLimit { until = min(until, loop.now &+ serverLimit) }
+        connection.reusableUntil = until
         idle.append(connection)
         if idle.count > Self.maxIdleConnections { close(idle.removeFirst()) }
+        if idleSweepDeadline == nil { idleSweepDeadline = until }
+    }
+
+    /// Closes the idle connections past their reuse limit, so that they do
+    /// not hold descriptors (theirs and the server's) until next taken.
+    private func sweepIdle() {
+        let now = loop.now
+        var next: UInt64?
+        idle.removeAll { connection in
+            if connection.reusableUntil <= now {
+                close(connection)
+                return true
+            }
+            next = min(next ?? .max, connection.reusableUntil)
+            return false
+        }
+        idleSweepDeadline = next
     }
 
     /// An idle connection became readable: usually the server closing it (or
@@ -517,6 +591,44 @@ public final class UpstreamClient: @unchecked Sendable {
         close(connection)
     }
 
+    /// libcurl is closing `fd`. Its connection cache still lists every
+    /// CONNECT_ONLY connection and may close one the proxy holds (a socket
+    /// error, a FIN, an age limit): the connection must hear of it before the
+    /// number is reused, or it would later write to, wait on or unregister
+    /// whatever descriptor gets that number next.
+    fileprivate func socketClosing(_ fd: Int32) {
+        if let socket = sockets.removeValue(forKey: fd) { loop.unregister(fd, handler: socket) }
+        guard let connection = connectedByFD.removeValue(forKey: fd) else { return }
+        loop.unregister(fd, handler: connection)
+        connection.fd = -1
+        if lost.isEmpty {
+            // Inside a libcurl call: act once it has returned.
+            loop.schedule(at: 0) { [self] in handleLost() }
+        }
+        lost.append(connection)
+    }
+
+    /// Connections libcurl closed: idle ones leave the pool; an exchange on
+    /// one sees the connection end (a safe request on a reused connection
+    /// without any answer byte goes again on a fresh one; others fail).
+    private func handleLost() {
+        while let connection = lost.popLast() {
+            switch connection.state {
+            case .idle:
+                if let i = idle.firstIndex(where: { $0 === connection }) { idle.remove(at: i) }
+                close(connection)
+            case .busy:
+                if let exchange = connection.exchange {
+                    peerClosed(connection, exchange)
+                } else {
+                    close(connection)
+                }
+            case .connecting, .closed:
+                break
+            }
+        }
+    }
+
     /// Closes a connection (or stops its connect): out of the epoll set
     /// first, then libcurl closes the socket as the handle leaves the multi
     /// handle.
@@ -525,7 +637,8 @@ public final class UpstreamClient: @unchecked Sendable {
         connection.state = .closed
         connection.exchange = nil
         if connection.fd >= 0 {
-            loop.unregister(connection.fd)
+            connectedByFD.removeValue(forKey: connection.fd)
+            loop.unregister(connection.fd, handler: connection)
             connection.fd = -1
         }
         if let multi { curl_multi_remove_handle(multi, connection.easy) }
@@ -563,14 +676,16 @@ public final class UpstreamClient: @unchecked Sendable {
         running.removeAll()
         for connection in idle { close(connection) }
         idle.removeAll()
+        lost.removeAll()
         curlDeadline = nil
         sweepDeadline = nil
+        idleSweepDeadline = nil
         if let multi {
             loop.removeDeadlineSource(self)
             curl_multi_cleanup(multi)
             self.multi = nil
         }
-        for (fd, socket) in sockets where socket.events != nil { loop.unregister(fd) }
+        for (fd, socket) in sockets { loop.unregister(fd, handler: socket) }
         sockets.removeAll()
         for easy in spareHandles {
             curl_easy_cleanup(easy)
@@ -596,32 +711,39 @@ public final class UpstreamClient: @unchecked Sendable {
     /// libcurl closes a socket: forget it first, so its number can be reused.
     private static let closeSocketCallback: ccurl_closesocket_callback = { clientp, fd in
         let client = Unmanaged<UpstreamClient>.fromOpaque(clientp!).takeUnretainedValue()
-        if let socket = client.sockets.removeValue(forKey: fd), socket.events != nil { client.loop.unregister(fd) }
+        client.socketClosing(fd)
         return Glibc.close(fd)
     }
 
     private func watch(_ fd: Int32, what: Int32) {
         if what == CURL_POLL_REMOVE {
-            if let socket = sockets.removeValue(forKey: fd), socket.events != nil { loop.unregister(fd) }
+            if let socket = sockets.removeValue(forKey: fd) { loop.unregister(fd, handler: socket) }
             return
         }
         var events: UInt32 = 0
         if what & CURL_POLL_IN != 0 { events |= EventLoop.readable }
         if what & CURL_POLL_OUT != 0 { events |= EventLoop.writable }
         if let socket = sockets[fd] {
-            if socket.events != events {
-                loop.modify(fd, events: events)
-                socket.events = events
-            }
-        } else {
-            let socket = CurlSocket(fd: fd, client: self)
+            guard socket.events != events else { return }
             do {
-                try loop.register(fd, events: events, handler: socket)
+                try loop.modify(fd, events: events)
                 socket.events = events
-                sockets[fd] = socket
+                return
             } catch {
-                // libcurl then times the connect out.
+                // The number was closed without libcurl's close-socket
+                // callback (its resolver's socket pair) and is a new socket
+                // now: register that one.
+                sockets.removeValue(forKey: fd)
+                loop.unregister(fd, handler: socket)
             }
+        }
+        do {
+            let socket = CurlSocket(fd: fd, client: self)
+            try loop.register(fd, events: events, handler: socket)
+            socket.events = events
+            sockets[fd] = socket
+        } catch {
+            // libcurl then times the connect out.
         }
     }
 
@@ -643,12 +765,10 @@ public final class UpstreamClient: @unchecked Sendable {
 
 extension UpstreamClient: DeadlineSource {
     public var nextDeadline: UInt64? {
-        switch (curlDeadline, sweepDeadline) {
-        case (let a?, let b?): return min(a, b)
-        case (let a?, nil): return a
-        case (nil, let b?): return b
-        case (nil, nil): return nil
-        }
+        var next = curlDeadline ?? .max
+        if let d = sweepDeadline, d < next { next = d }
+        if let d = idleSweepDeadline, d < next { next = d }
+        return next == .max ? nil : next
     }
 
     public func deadlineReached() {
@@ -658,6 +778,7 @@ extension UpstreamClient: DeadlineSource {
             socketAction(CURL_SOCKET_TIMEOUT, events: 0)
         }
         if let d = sweepDeadline, d <= now { sweep() }
+        if let d = idleSweepDeadline, d <= now { sweepIdle() }
     }
 }
 

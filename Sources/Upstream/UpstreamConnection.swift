@@ -30,7 +30,10 @@ final class UpstreamConnection: EventHandler {
     /// Whether an exchange has completed on it before: a request on a reused
     /// connection can meet a close the server sent while it was idle.
     var reused = false
-    var idleSince: UInt64 = 0
+    /// Monotonic time after which an idle connection is closed, not reused.
+    var reusableUntil: UInt64 = 0
+    /// The server's `Keep-Alive: timeout=N` less a margin, in nanoseconds.
+    var serverIdleLimit: UInt64?
     /// EPOLLOUT is in the registered events.
     var watchingWritable = false
 
@@ -46,6 +49,7 @@ final class UpstreamConnection: EventHandler {
 
     /// Writes from `buffer`; bytes written, 0 when the socket is full, or nil on error.
     func send(_ buffer: UnsafeRawBufferPointer) -> Int? {
+        if fd < 0 { return nil }  // closed under it (see UpstreamClient.socketClosing)
         if buffer.isEmpty { return 0 }
         if tls {
             var n = 0
@@ -68,6 +72,7 @@ final class UpstreamConnection: EventHandler {
     }
 
     func receive(into buffer: UnsafeMutableRawBufferPointer) -> ReadResult {
+        if fd < 0 { return .closed }
         if tls {
             var n = 0
             let rc = curl_easy_recv(easy, buffer.baseAddress, buffer.count, &n)

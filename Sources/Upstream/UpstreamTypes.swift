@@ -10,14 +10,23 @@ public struct UpstreamConfiguration: Sendable {
     public var timeoutMilliseconds: Int
     /// Largest answer accepted from the upstream.
     public var maxResponseBytes: Int
+    /// An idle kept-alive connection is closed after this, never reused:
+    /// below the usual 60 s idle timeouts of servers and load balancers.
+    public var idleTimeoutMilliseconds: Int
+    /// libcurl's own age limit for connections in its cache
+    /// (`CURLOPT_MAXAGE_CONN`). The pool decides reuse, so it is unlimited;
+    /// tests lower it to make libcurl close connections the proxy holds.
+    public var libcurlMaxConnectionAgeSeconds: Int = Int.max
 
-    public init(baseURL: String, caFile: String? = nil, timeoutMilliseconds: Int = 30_000, maxResponseBytes: Int = 64 << 20) {
+    public init(baseURL: String, caFile: String? = nil, timeoutMilliseconds: Int = 30_000, maxResponseBytes: Int = 64 << 20,
+                idleTimeoutMilliseconds: Int = 50_000) {
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
         self.baseURL = base
         self.caFile = caFile
         self.timeoutMilliseconds = timeoutMilliseconds
         self.maxResponseBytes = maxResponseBytes
+        self.idleTimeoutMilliseconds = idleTimeoutMilliseconds
     }
 }
 

@@ -38,6 +38,9 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .customLong("upstream-timeout"), help: ArgumentHelp("Seconds to wait for the upstream's answer. Env: IAMPORT_PROXY_UPSTREAM_TIMEOUT. Default: 30.", valueName: "seconds"))
     var upstreamTimeout: Double?
 
+    @Option(name: .customLong("upstream-idle-timeout"), help: ArgumentHelp("Seconds an idle upstream connection is kept for reuse before it is closed (below the server's own limit). Env: IAMPORT_PROXY_UPSTREAM_IDLE_TIMEOUT. Default: 50.", valueName: "seconds"))
+    var upstreamIdleTimeout: Double?
+
     @Option(name: .customLong("max-body-bytes"), help: ArgumentHelp("Largest request body. Env: IAMPORT_PROXY_MAX_BODY_BYTES. Default: 1048576.", valueName: "n"))
     var maxBodyBytes: Int?
 

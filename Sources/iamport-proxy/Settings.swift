@@ -41,6 +41,10 @@ struct Settings {
     var clientToken: Secret?
     var allow: [String]
     var upstreamTimeout: Double
+    var upstreamIdleTimeout: Double
+    /// Tests only (undocumented): makes libcurl close connections the pool
+    /// holds, the history behind the stalls a soak once found.
+    var testLibcurlMaxAge: Int? = nil
     var maxBodyBytes: Int
     var maxHeaderBytes: Int
     var maxConnections: Int
@@ -107,6 +111,9 @@ struct Settings {
         }
         let timeout = try number(flags.upstreamTimeout, "IAMPORT_PROXY_UPSTREAM_TIMEOUT", "--upstream-timeout", env,
                                  default: 30.0, range: 0.1...600)
+        let idleTimeout = try number(
+            flags.upstreamIdleTimeout, "IAMPORT_PROXY_UPSTREAM_IDLE_TIMEOUT", "--upstream-idle-timeout", env,
+            default: 50.0, range: 0.1...3600)
         let maxBody = try number(flags.maxBodyBytes, "IAMPORT_PROXY_MAX_BODY_BYTES", "--max-body-bytes", env,
                                  default: 1_048_576, range: 0...(1 << 30))
         let maxHeader = try number(flags.maxHeaderBytes, "IAMPORT_PROXY_MAX_HEADER_BYTES", "--max-header-bytes", env,
@@ -115,11 +122,14 @@ struct Settings {
                                         default: 4096, range: 1...1_000_000)
         let eventLoops = try number(flags.eventLoops, "IAMPORT_PROXY_EVENT_LOOPS", "--event-loops", env,
                                     default: 0, range: 0...256)
-        return Settings(
+        var settings = Settings(
             listen: listen, upstream: upstream, caFile: caFile, apiKey: apiKey, apiSecret: apiSecret,
-            clientToken: clientToken, allow: allow, upstreamTimeout: timeout, maxBodyBytes: maxBody,
+            clientToken: clientToken, allow: allow, upstreamTimeout: timeout, upstreamIdleTimeout: idleTimeout,
+            maxBodyBytes: maxBody,
             maxHeaderBytes: maxHeader, maxConnections: maxConnections, eventLoops: eventLoops, logLevel: level,
             logFormat: format)
+        settings.testLibcurlMaxAge = env["IAMPORT_PROXY_TEST_LIBCURL_MAXAGE"].flatMap(Int.init).flatMap { $0 > 0 ? $0 : nil }
+        return settings
     }
 
     static func validateUpstream(_ url: String) throws {
@@ -202,8 +212,10 @@ struct Settings {
     func proxyConfiguration() throws -> ProxyConfiguration {
         let limits = Limits(maxHeadBytes: maxHeaderBytes, maxBodyBytes: maxBodyBytes)
         let server = Server.Configuration(listen: listen, limits: limits, maxConnections: maxConnections)
-        let upstreamConfiguration = UpstreamConfiguration(
-            baseURL: upstream, caFile: caFile, timeoutMilliseconds: Int(upstreamTimeout * 1000))
+        var upstreamConfiguration = UpstreamConfiguration(
+            baseURL: upstream, caFile: caFile, timeoutMilliseconds: Int(upstreamTimeout * 1000),
+            idleTimeoutMilliseconds: Int(upstreamIdleTimeout * 1000))
+        if let age = testLibcurlMaxAge { upstreamConfiguration.libcurlMaxConnectionAgeSeconds = age }
         return ProxyConfiguration(
             server: server, upstream: upstreamConfiguration, apiKey: apiKey, apiSecret: apiSecret,
             clientToken: clientToken, allowList: try AllowList(allow), loopCount: eventLoops)

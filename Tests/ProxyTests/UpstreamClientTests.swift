@@ -6,7 +6,7 @@ import Upstream
 
 /// A one-connection upstream that answers each request with scripted pieces,
 /// pausing between them, so that an answer arrives in several reads.
-private final class ScriptedUpstream: @unchecked Sendable {
+final class ScriptedUpstream: @unchecked Sendable {
     let port: Int
     private let listener: Int32
     private let thread: Thread

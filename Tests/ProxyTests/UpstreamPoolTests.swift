@@ -1,0 +1,158 @@
+import EventLoops
+import FakeIamport
+import Foundation
+import Synchronization
+import Testing
+@testable import Upstream
+
+/// The upstream pool against libcurl's own connection cache, and the limits
+/// on idle connections. Each test drives an `UpstreamClient` on a loop of its
+/// own against FakeIamport (plain HTTP on 127.0.0.1).
+@Suite(.serialized) struct UpstreamPoolTests {
+    /// One loop and one client; `run` sends requests together, from one loop task.
+    final class Rig: @unchecked Sendable {
+        let loop: EventLoop
+        let client: UpstreamClient
+        let fake: FakeIamport
+
+        init(_ configure: (inout UpstreamConfiguration) -> Void) throws {
+            fake = FakeIamport()
+            let port = try fake.start().port
+            loop = try EventLoop(index: 0)
+            loop.start()
+            var configuration = UpstreamConfiguration(baseURL: "http://127.0.0.1:\(port)", timeoutMilliseconds: 3000)
+            configure(&configuration)
+            client = UpstreamClient(loop: loop, configuration: configuration)
+        }
+
+        /// Sends `count` GETs at once (each held `delayMs` by the fake, so that
+        /// they overlap); returns their results and how long the slowest took.
+        func run(_ count: Int, delayMs: Int = 300) -> (results: [Result<UpstreamResponse, UpstreamError>], seconds: Double) {
+            let results = Mutex<[Result<UpstreamResponse, UpstreamError>]>([])
+            let done = DispatchSemaphore(value: 0)
+            let started = Date()
+            loop.execute { [client] in
+                for n in 0..<count {
+                    let request = UpstreamRequest(
+                        method: .get, methodName: "GET", pathAndQuery: Array("/echo/\(n)".utf8),
+                        headerLines: Array("X-Fake-Fault: delay=\(delayMs)\0".utf8), body: nil)
+                    client.send(request) { result in
+                        results.withLock { $0.append(result) }
+                        done.signal()
+                    }
+                }
+            }
+            for _ in 0..<count { _ = done.wait(timeout: .now() + 10) }
+            return (results.withLock { $0 }, Date().timeIntervalSince(started))
+        }
+
+        func onLoop<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
+            let box = Mutex<T?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            loop.execute {
+                box.withLock { $0 = body() }
+                done.signal()
+            }
+            done.wait()
+            return box.withLock { $0! }
+        }
+
+        func idleCount() -> Int {
+            onLoop { [client] in client.idleConnectionCount }
+        }
+
+        func stop() {
+            onLoop { [client] in client.close() }
+            loop.stopAndJoin()
+            fake.stop()
+        }
+    }
+
+    /// The soak's stall, as a sequence: connections opened, used, parked;
+    /// time passes beyond libcurl's connection age limit; two requests take
+    /// the pooled connections while a third makes libcurl open a connection,
+    /// which prunes every connection in its cache older than the limit, the
+    /// pooled ones included. Before the client heard of those closes, the two
+    /// requests waited for answers on closed (and reused) descriptors until
+    /// the upstream timeout.
+    @Test func connectionsLibcurlClosesBehindThePoolAreNoticed() throws {
+        let rig = try Rig { $0.libcurlMaxConnectionAgeSeconds = 1 }
+        defer { rig.stop() }
+        let warm = rig.run(2)
+        #expect(warm.results.count == 2)
+        #expect(rig.idleCount() == 2)
+        // libcurl compares whole seconds: more than 1 s idle in its eyes.
+        Thread.sleep(forTimeInterval: 2.2)
+        let after = rig.run(3)
+        #expect(after.results.count == 3)
+        for result in after.results {
+            guard case .success(let answer) = result else {
+                Issue.record("request failed: \(result)")
+                continue
+            }
+            #expect(answer.status == 401, "the fake's answer (no token was sent)")
+        }
+        #expect(after.seconds < 2.5, "no request waits for the 3 s upstream timeout")
+        #expect(rig.client.connectionsOpened == 5, "the two pooled connections were replaced by fresh ones")
+    }
+
+    @Test func idleConnectionsAreClosedByTheSweepAfterTheIdleTimeout() throws {
+        let rig = try Rig { $0.idleTimeoutMilliseconds = 300 }
+        defer { rig.stop() }
+        _ = rig.run(2, delayMs: 100)
+        #expect(rig.idleCount() == 2)
+        Thread.sleep(forTimeInterval: 0.8)
+        #expect(rig.idleCount() == 0,
+                "closed by the sweep, without another request taking them")
+    }
+
+    @Test func theServersKeepAliveTimeoutBoundsReuse() throws {
+        // `Keep-Alive: timeout=2`: reuse stops a second before, at 1 s, not at
+        // the 50 s idle timeout. (The upstream keeps the connection open: it
+        // waits for a second request.)
+        let upstream = try ScriptedUpstream(answers: [
+            ["HTTP/1.1 200 OK\r\nKeep-Alive: timeout=2, max=100\r\nContent-Length: 2\r\n\r\nok"], ["unused"],
+        ])
+        defer { upstream.stop() }
+        let loop = try EventLoop(index: 0)
+        loop.start()
+        defer { loop.stopAndJoin() }
+        let client = UpstreamClient(
+            loop: loop, configuration: UpstreamConfiguration(baseURL: "http://127.0.0.1:\(upstream.port)"))
+        let done = DispatchSemaphore(value: 0)
+        let status = Mutex(0)
+        loop.execute {
+            let request = UpstreamRequest(method: .get, methodName: "GET", pathAndQuery: Array("/".utf8), headerLines: [], body: nil)
+            client.send(request) { result in
+                if case .success(let answer) = result { status.withLock { $0 = answer.status } }
+                done.signal()
+            }
+        }
+        _ = done.wait(timeout: .now() + 5)
+        #expect(status.withLock { $0 } == 200)
+        let idle = { () -> Int in
+            let count = Mutex(-1)
+            let counted = DispatchSemaphore(value: 0)
+            loop.execute {
+                count.withLock { $0 = client.idleConnectionCount }
+                counted.signal()
+            }
+            counted.wait()
+            return count.withLock { $0 }
+        }
+        #expect(idle() == 1)
+        Thread.sleep(forTimeInterval: 1.4)
+        #expect(idle() == 0, "closed a second before the server's keep-alive timeout")
+        loop.execute { client.close() }
+    }
+
+    @Test func keepAliveTimeoutParameter() {
+        #expect(UpstreamClient.keepAliveTimeout(Array("timeout=5".utf8)) == 5)
+        #expect(UpstreamClient.keepAliveTimeout(Array("timeout=5, max=100".utf8)) == 5)
+        #expect(UpstreamClient.keepAliveTimeout(Array("max=100,  TIMEOUT=60".utf8)) == 60)
+        #expect(UpstreamClient.keepAliveTimeout(Array("max=100".utf8)) == nil)
+        #expect(UpstreamClient.keepAliveTimeout(Array("timeout=-1".utf8)) == nil)
+        #expect(UpstreamClient.keepAliveTimeout(Array("timeout=99999999999999999999".utf8)) == nil)
+        #expect(UpstreamClient.keepAliveTimeout(Array("timeout=".utf8)) == nil)
+    }
+}

@@ -25,8 +25,12 @@ final class Acceptor: EventHandler, @unchecked Sendable {
         self.reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
     }
 
+    /// Stops listening. Connections the kernel has already completed are
+    /// taken first (and told the server is shutting down), because closing a
+    /// listening socket resets every connection still in its queue.
     func stop() {
         guard fd >= 0 else { return }
+        handleEvent(0)
         loop.unregister(fd, handler: self)
         Glibc.close(fd)
         fd = -1
@@ -34,7 +38,9 @@ final class Acceptor: EventHandler, @unchecked Sendable {
     }
 
     func handleEvent(_ events: UInt32) {
-        for _ in 0..<64 {
+        // While stopping, until the queue is empty; otherwise 64 at a time,
+        // so that one busy listener cannot starve the loop's connections.
+        for _ in 0..<(server.isShuttingDown ? Int.max : 64) {
             guard fd >= 0 else { return }
             var storage = sockaddr_storage()
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)

@@ -73,7 +73,11 @@ final class Connection: EventHandler, @unchecked Sendable {
             return
         }
         setDeadline(.head, seconds: server.configuration.headTimeout)
-        if server.isShuttingDown { close() }
+        if server.isShuttingDown {
+            // Accepted as shutdown began: a 503 and a lingering close. A bare
+            // close with a request unread would make the kernel reset it.
+            sendServerError(.shuttingDown, head: nil)
+        }
     }
 
     // MARK: - Events

@@ -127,14 +127,18 @@ public final class Server: Sendable {
                 loop.forEachHandler { ($0 as? Connection)?.closeIfIdle() }
             }
         }
-        let deadline = MonotonicClock.now() + UInt64(grace * 1e9)
-        while openConnections > 0 && MonotonicClock.now() < deadline { usleep(10_000) }
+        // The grace period bounds the whole drain: what is still open a
+        // little before its end (a stuck exchange) is closed then.
+        let start = MonotonicClock.now()
+        let graceNanos = UInt64(max(0, grace) * 1e9)
+        let forceAt = start + graceNanos - min(graceNanos / 10, 500_000_000)
+        while openConnections > 0 && MonotonicClock.now() < forceAt { usleep(10_000) }
         let clean = openConnections == 0
         if !clean {
             for loop in group.loops {
                 loop.execute { loop.forEachHandler { ($0 as? Connection)?.close() } }
             }
-            let hardDeadline = MonotonicClock.now() + 1_000_000_000
+            let hardDeadline = start + graceNanos
             while openConnections > 0 && MonotonicClock.now() < hardDeadline { usleep(10_000) }
         }
         return clean

@@ -196,7 +196,7 @@ public final class UpstreamClient: @unchecked Sendable {
         var fd: curl_socket_t = -1
         if code == CURLE_OK { ccurl_easy_getinfo_socket(connection.easy, CURLINFO_ACTIVESOCKET, &fd) }
         guard code == CURLE_OK, fd >= 0 else {
-            let detail = errorText(connection.easy, code)
+            let detail = Self.connectFailure(code, errorText(connection.easy, code))
             close(connection)
             finish(exchange, code == CURLE_OPERATION_TIMEDOUT ? .failure(.timeout) : .failure(.unreachable(detail)))
             return
@@ -214,6 +214,23 @@ public final class UpstreamClient: @unchecked Sendable {
         }
         connection.state = .busy
         write(connection)
+    }
+
+    /// What a failed connect means to an operator: a refused certificate
+    /// is a matter of the CA (`--upstream-ca-file`, the trust store), not
+    /// of the network or the credentials, and says so.
+    static func connectFailure(_ code: CURLcode, _ detail: String) -> String {
+        switch code {
+        case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+            return "the upstream's TLS certificate was refused (\(detail)); check the CA it is verified against "
+                + "(--upstream-ca-file, or the system trust store); nothing was sent"
+        case CURLE_SSL_CACERT_BADFILE:
+            return "the CA file to verify the upstream with cannot be used (\(detail)); nothing was sent"
+        case CURLE_SSL_CONNECT_ERROR:
+            return "the TLS handshake with the upstream failed (\(detail)); nothing was sent"
+        default:
+            return detail
+        }
     }
 
     private func errorText(_ easy: UnsafeMutableRawPointer, _ code: CURLcode) -> String {

@@ -64,7 +64,15 @@ import Testing
         let message = answer.json?["message"] as? String ?? ""
         #expect(message.lowercased().contains("certificate"), "\(message)")
         #expect(fake.getTokenCalls == 0)
-        #expect(try HTTPTestClient.get(port: port, "/_proxy/readyz").status == 503)
+        // Readiness and the log name the cause an operator must look at: the
+        // upstream's certificate and the CA, not the credentials.
+        let readiness = try HTTPTestClient.get(port: port, "/_proxy/readyz")
+        #expect(readiness.status == 503)
+        let reason = readiness.json?["reason"] as? String ?? ""
+        #expect(reason.contains("the upstream's TLS certificate was refused"), "\(reason)")
+        #expect(reason.contains("--upstream-ca-file"), "\(reason)")
+        let log = t.proxy.text
+        #expect(log.contains("token fetch failed") && log.contains("TLS certificate was refused"), "\(log)")
     }
 
     @Test func noClientVisible401AcrossTokenRotationsUnderSteadyLoad() throws {

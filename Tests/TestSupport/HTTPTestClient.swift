@@ -22,7 +22,7 @@ public final class HTTPTestClient {
         public var description: String { "\(status) \(reason) \(headers) \(text.prefix(300))" }
     }
 
-    public enum Failure: Error { case connect(Int32), closed, timeout, malformed(String) }
+    public enum Failure: Error { case connect(Int32), closed, reset, timeout, malformed(String) }
 
     public let fd: Int32
     private var buffer: [UInt8] = []
@@ -73,7 +73,7 @@ public final class HTTPTestClient {
         }
         if n == 0 { return false }
         if errno == EAGAIN || errno == EWOULDBLOCK { throw Failure.timeout }
-        if errno == ECONNRESET { return false }
+        if errno == ECONNRESET { throw Failure.reset }
         throw Failure.closed
     }
 

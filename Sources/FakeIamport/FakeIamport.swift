@@ -19,7 +19,11 @@ import Synchronization
 /// `chunked`, `close-delimited` and `ambiguous-length` (answers framed those
 /// ways, written raw, then the connection closes),
 /// `unauthorized` (answer 401 whatever the token), `gzip`,
-/// `hop-headers` (an answer with hop-by-hop fields), or
+/// `hop-headers` (an answer with hop-by-hop fields), `impersonate` (fields
+/// in the proxy's name and an X-Request-Id of its own), `big=N` (a body of N
+/// bytes with a Content-Length) and `big-chunked=N` (the same body chunked,
+/// written raw, then the connection closes; both bodies are
+/// `FakeIamport.bigBody(N)`), or
 /// through the control endpoints under `/_fake/`.
 public final class FakeIamport: HTTPHandler {
     public struct Configuration: Sendable {
@@ -97,6 +101,39 @@ public final class FakeIamport: HTTPHandler {
     ]
     /// The body all three framed answers above carry.
     public static let rawAnswerBody = #"{"code":0,"message":null,"response":null}"#
+
+    private static let bigBodies = Mutex<[Int: [UInt8]]>([:])
+
+    /// N bytes of a repeating, position-dependent pattern (so a byte out of
+    /// place shows), made once per size and shared by every answer.
+    public static func bigBody(_ n: Int) -> [UInt8] {
+        bigBodies.withLock { cache in
+            if let body = cache[n] { return body }
+            let body = [UInt8](unsafeUninitializedCapacity: n) { buffer, count in
+                for i in 0..<n { buffer[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 12) }
+                count = n
+            }
+            cache[n] = body
+            return body
+        }
+    }
+
+    static func bigChunkedAnswer(_ n: Int) -> [UInt8] {
+        let body = bigBody(n)
+        var out = Array("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
+        out.reserveCapacity(n + n / 1000 + 64)
+        var offset = 0
+        while offset < n {
+            let size = min(30_000, n - offset)
+            out.append(contentsOf: String(size, radix: 16).utf8)
+            out.append(contentsOf: "\r\n".utf8)
+            out.append(contentsOf: body[offset..<(offset + size)])
+            out.append(contentsOf: "\r\n".utf8)
+            offset += size
+        }
+        out.append(contentsOf: "0\r\n\r\n".utf8)
+        return out
+    }
 
     public init(configuration: Configuration = Configuration()) {
         state = Mutex(State(configuration: configuration))
@@ -192,6 +229,17 @@ public final class FakeIamport: HTTPHandler {
         if fault == "reset" { responder.abort(); return }
         if fault == "garbage" { responder.respondRaw(Array("SPDY/9 what\r\n\r\n".utf8)); return }
         if let raw = Self.rawAnswers[fault] { responder.respondRaw(Array(raw.utf8)); return }
+        if fault.hasPrefix("big="), let n = Int(fault.dropFirst(4)), (0...(128 << 20)).contains(n) {
+            var response = Response(status: 200)
+            response.addHeader("Content-Type", "application/octet-stream")
+            response.body = Self.bigBody(n)
+            responder.respond(response)
+            return
+        }
+        if fault.hasPrefix("big-chunked="), let n = Int(fault.dropFirst(12)), (0...(128 << 20)).contains(n) {
+            responder.respondRaw(Self.bigChunkedAnswer(n))
+            return
+        }
 
         let response: Response
         var delay = 0
@@ -288,6 +336,15 @@ public final class FakeIamport: HTTPHandler {
             response.addHeader("Content-Type", "application/json")
             response.addHeader("Content-Encoding", "gzip")
             response.body = Self.gzipBody
+            return response
+        }
+        if fault == "impersonate" {
+            // Fields in the proxy's name, and a request id of its own: none may reach the client.
+            var response = Self.envelope(status: 200, code: 0, message: nil, response: "null")
+            response.addHeader("X-Iamport-Proxy-Error", "upstream_timeout")
+            response.addHeader("x-iamport-proxy-replayed", "1")
+            response.addHeader("X-Request-Id", "chosen-by-the-upstream")
+            response.addHeader("X-Kept", "yes")
             return response
         }
         if fault == "hop-headers" {

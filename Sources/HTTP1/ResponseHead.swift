@@ -7,9 +7,13 @@ public struct Response: Sendable {
     public var reason: [UInt8]?
     public var headerBlock: [UInt8]
     public var body: [UInt8]
-    /// For a response to HEAD: the length the origin declared, sent as
-    /// Content-Length without a body.
+    /// The length the origin declared: for a response to HEAD, sent as
+    /// Content-Length without a body; for a streamed one, the whole length.
     public var declaredLength: Int?
+    /// More body follows `body`, written as it arrives: with
+    /// `declaredLength` as its Content-Length when known, otherwise chunked
+    /// to an HTTP/1.1 client and ended by the close for an HTTP/1.0 one.
+    public var streamed = false
 
     public init(status: Int, reason: [UInt8]? = nil, headerBlock: [UInt8] = [], body: [UInt8] = []) {
         self.status = status
@@ -49,15 +53,26 @@ public enum HeaderBlock {
     }
 }
 
+/// How the body that follows a serialized head is framed on the wire.
+public struct WrittenHead: Sendable, Equatable {
+    /// Body bytes follow the head.
+    public var sendsBody = false
+    /// They go in chunked coding (a streamed body of unknown length).
+    public var chunked = false
+    /// The connection closes after this answer (asked for, or the body's end
+    /// is the close).
+    public var closes = false
+}
+
 public enum ResponseSerializer {
     /// Writes the status line, the header block and the framing fields of
     /// `response` into `out`. The body is written by the caller (with writev,
     /// without copying it here).
-    /// - Returns: whether body bytes follow the head.
     @discardableResult
     public static func writeHead(
         _ response: Response, requestMethod: Method, keepAlive: Bool, http10Client: Bool, into out: inout [UInt8]
-    ) -> Bool {
+    ) -> WrittenHead {
+        var written = WrittenHead(closes: !keepAlive)
         out.append(contentsOf: "HTTP/1.1 ".utf8)
         appendStatus(response.status, to: &out)
         out.append(ASCII.space)
@@ -68,7 +83,6 @@ public enum ResponseSerializer {
         }
         out.append(contentsOf: "\r\n".utf8)
         out.append(contentsOf: response.headerBlock)
-        var sendsBody = false
         if !Response.statusHasNoBody(response.status) {
             if requestMethod == .head {
                 // The length a GET would have: declared by the origin, or that of
@@ -78,21 +92,47 @@ public enum ResponseSerializer {
                     appendDecimal(declared, to: &out)
                     out.append(contentsOf: "\r\n".utf8)
                 }
+            } else if response.streamed {
+                written.sendsBody = true
+                if let total = response.declaredLength {
+                    out.append(contentsOf: "Content-Length: ".utf8)
+                    appendDecimal(total, to: &out)
+                    out.append(contentsOf: "\r\n".utf8)
+                } else if http10Client {
+                    written.closes = true
+                } else {
+                    out.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8)
+                    written.chunked = true
+                }
             } else {
                 out.append(contentsOf: "Content-Length: ".utf8)
                 appendDecimal(response.body.count, to: &out)
                 out.append(contentsOf: "\r\n".utf8)
-                sendsBody = !response.body.isEmpty
+                written.sendsBody = !response.body.isEmpty
             }
         }
-        if !keepAlive {
+        if written.closes {
             out.append(contentsOf: "Connection: close\r\n".utf8)
         } else if http10Client {
             out.append(contentsOf: "Connection: keep-alive\r\n".utf8)
         }
         out.append(contentsOf: "\r\n".utf8)
-        return sendsBody
+        return written
     }
+
+    /// The size line of a chunk of `count` bytes (`count` > 0).
+    public static func appendChunkSize(_ count: Int, to out: inout [UInt8]) {
+        let digits: StaticString = "0123456789abcdef"
+        var shift = (Int.bitWidth - count.leadingZeroBitCount + 3) / 4 * 4
+        while shift > 0 {
+            shift -= 4
+            out.append(digits.utf8Start[(count >> shift) & 0xF])
+        }
+        out.append(ASCII.cr)
+        out.append(ASCII.lf)
+    }
+
+    public static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
 
     public static let continueLine: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
 

@@ -34,7 +34,15 @@ public enum ResponseHeadParser {
     }
 
     public static func parse(_ bytes: UnsafeRawBufferPointer, maxHeadBytes: Int) -> Outcome {
-        guard let end = headEnd(bytes) else {
+        let end: Int
+        switch headEnd(bytes) {
+        case .at(let offset):
+            end = offset
+        case .bareLineEnd:
+            // Not HTTP/1.1: refused now, not after waiting for a blank line
+            // that a server ending its lines with LF alone never sends.
+            return .failure("bare LF or CR in the answer head")
+        case .incomplete:
             return bytes.count > maxHeadBytes ? .failure("answer head larger than \(maxHeadBytes) bytes") : .incomplete
         }
         if end > maxHeadBytes { return .failure("answer head larger than \(maxHeadBytes) bytes") }
@@ -78,14 +86,28 @@ public enum ResponseHeadParser {
         return .complete(head)
     }
 
-    /// Offset just past the blank line, or nil when it has not arrived.
-    static func headEnd(_ b: UnsafeRawBufferPointer) -> Int? {
-        var i = 3
+    enum HeadEnd: Equatable {
+        /// Offset just past the blank line.
+        case at(Int)
+        case incomplete
+        /// An LF without its CR, or a CR without its LF, before the end.
+        case bareLineEnd
+    }
+
+    /// Where the head ends, checking every line end on the way.
+    static func headEnd(_ b: UnsafeRawBufferPointer) -> HeadEnd {
+        var i = 0
         while i < b.count {
-            if b[i] == ASCII.lf && b[i - 1] == ASCII.cr && b[i - 2] == ASCII.lf && b[i - 3] == ASCII.cr { return i + 1 }
+            let byte = b[i]
+            if byte == ASCII.lf {
+                if i == 0 || b[i - 1] != ASCII.cr { return .bareLineEnd }
+                if i >= 3 && b[i - 2] == ASCII.lf && b[i - 3] == ASCII.cr { return .at(i + 1) }
+            } else if i > 0 && b[i - 1] == ASCII.cr {
+                return .bareLineEnd
+            }
             i += 1
         }
-        return nil
+        return .incomplete
     }
 
     /// The CR of the line starting at `from`; nil for a bare LF.

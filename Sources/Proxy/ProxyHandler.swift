@@ -246,6 +246,7 @@ public final class ProxyHandler: HTTPHandler {
             case .success(let answer) where answer.status == 401 && !exchange.replayed:
                 // The token was refused: renew once (shared by every request that
                 // saw it refused) and replay this request once, with the same body.
+                answer.stream?.cancel()
                 var replay = exchange
                 replay.renewed = true
                 replay.replayed = true
@@ -267,9 +268,14 @@ public final class ProxyHandler: HTTPHandler {
                 var response = Response(status: answer.status, reason: answer.reason, headerBlock: answer.headerBlock,
                                         body: answer.body)
                 response.declaredLength = answer.declaredLength
-                if !answer.hasRequestID { response.addHeader("X-Request-Id", bytes: exchange.requestID) }
+                response.addHeader("X-Request-Id", bytes: exchange.requestID)
                 if exchange.replayed { response.addHeader("X-Iamport-Proxy-Replayed", "1") }
-                finish(exchange, response, upstreamStatus: answer.status, context: context)
+                if let stream = answer.stream {
+                    response.streamed = true
+                    finish(exchange, response, streamingFrom: stream, upstreamStatus: answer.status, context: context)
+                } else {
+                    finish(exchange, response, upstreamStatus: answer.status, context: context)
+                }
             case .failure(.timeout):
                 fail(exchange, .upstreamTimeout, UpstreamError.timeout.message, context: context)
             case .failure(.unreachable(let message)):
@@ -295,6 +301,25 @@ public final class ProxyHandler: HTTPHandler {
                   startedAt: exchange.clientRequest.receivedAt, renewed: exchange.renewed, replayed: exchange.replayed,
                   error: error?.0, message: error?.1)
         exchange.responder.respond(response)
+    }
+
+    /// An answer too large to hold: its head and first bytes now, the rest
+    /// as it arrives, at the pace the client reads.
+    private func finish(_ exchange: Exchange, _ response: Response, streamingFrom stream: UpstreamBodyStream,
+                        upstreamStatus: Int, context: LoopContext) {
+        record(exchange.clientRequest, status: response.status, context: context)
+        logAccess(head: exchange.clientRequest.head, requestID: exchange.requestID,
+                  clientAddress: exchange.clientRequest.clientAddress, status: response.status,
+                  upstreamStatus: upstreamStatus, bytes: response.declaredLength ?? response.body.count,
+                  startedAt: exchange.clientRequest.receivedAt, renewed: exchange.renewed, replayed: exchange.replayed,
+                  error: nil, message: nil)
+        let bridge = StreamBridge(stream)
+        if let writer = exchange.responder.respond(response, streamingFrom: bridge) {
+            bridge.writer = writer
+            stream.start(bridge)
+        } else {
+            stream.cancel()
+        }
     }
 
     private func respond(_ response: Response, _ request: Request, _ requestID: [UInt8], _ responder: Responder,
@@ -432,4 +457,38 @@ public final class ProxyHandler: HTTPHandler {
 /// Runs `body` on `loop`: at once when already there.
 func onLoop(_ loop: EventLoop, _ body: @escaping @Sendable () -> Void) {
     if loop.inLoop { body() } else { loop.execute(body) }
+}
+
+/// Joins a streamed upstream answer to the client's connection: body bytes
+/// one way; room and cancellation the other. On the request's loop.
+final class StreamBridge: UpstreamBodySink, ResponseBodySource {
+    private let upstream: UpstreamBodyStream
+    var writer: ResponseBodyWriter?
+
+    init(_ upstream: UpstreamBodyStream) {
+        self.upstream = upstream
+    }
+
+    func body(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        writer?.write(bytes) ?? false
+    }
+
+    func end() {
+        writer?.finish()
+        writer = nil
+    }
+
+    func failed(_ error: UpstreamError) {
+        writer?.abort()
+        writer = nil
+    }
+
+    func resume() {
+        upstream.resume()
+    }
+
+    func cancel() {
+        writer = nil
+        upstream.cancel()
+    }
 }

@@ -19,6 +19,8 @@ final class Connection: EventHandler, @unchecked Sendable {
         /// The handler has the request.
         case processing
         case writing
+        /// The head is out; the body is written as its source delivers it.
+        case streaming
         /// Answer sent, write side shut; reading until the peer closes.
         case lingering
         case closed
@@ -43,13 +45,24 @@ final class Connection: EventHandler, @unchecked Sendable {
     private var readable = false
     private var peerClosed = false
     private var deadline: UInt64 = 0
+    /// When the whole request body must be in, whatever its progress.
+    private var bodyDeadline: UInt64 = 0
     private var deadlineKind: Deadline = .none
     private var outHead: [UInt8] = []
     private var outBody: [UInt8] = []
     private var outOffset = 0
     private var closeAfterWrite = false
+    /// While streaming: where the body comes from, how it is framed, and
+    /// whether the source waits for room.
+    private var bodySource: ResponseBodySource?
+    private var streamChunked = false
+    private var streamEnded = false
+    private var sourcePaused = false
 
     private static let initialBufferSize = 4096
+    /// Body bytes waiting for the client beyond which a streaming source is
+    /// asked to wait: what bounds memory when a client reads slowly.
+    static let streamHighWater = 256 * 1024
 
     init(fd: Int32, loop: EventLoop, server: Server, clientAddress: String) {
         self.fd = fd
@@ -101,7 +114,7 @@ final class Connection: EventHandler, @unchecked Sendable {
     private var wantsInput: Bool {
         switch state {
         case .idle, .readingHead, .readingBody, .lingering: return true
-        case .processing, .writing, .closed: return false
+        case .processing, .writing, .streaming, .closed: return false
         }
     }
 
@@ -134,7 +147,7 @@ final class Connection: EventHandler, @unchecked Sendable {
                     state = .readingHead
                     setDeadline(.head, seconds: server.configuration.headTimeout)
                 }
-                if state == .readingBody { setDeadline(.body, seconds: server.configuration.bodyTimeout) }
+                if state == .readingBody { armBodyDeadline() }
             } else if n == 0 {
                 peerClosed = true
                 readable = false
@@ -173,7 +186,7 @@ final class Connection: EventHandler, @unchecked Sendable {
         case .lingering:
             input.consume(input.readableCount)
             return true
-        case .processing, .writing, .closed:
+        case .processing, .writing, .streaming, .closed:
             return false
         }
     }
@@ -208,7 +221,8 @@ final class Connection: EventHandler, @unchecked Sendable {
             body = []
         }
         state = .readingBody
-        setDeadline(.body, seconds: server.configuration.bodyTimeout)
+        bodyDeadline = MonotonicClock.now() &+ UInt64(server.configuration.bodyTotalTimeout * 1_000_000_000)
+        armBodyDeadline()
         if parsed.expectContinue && input.isEmpty {
             outHead.append(contentsOf: ResponseSerializer.continueLine)
             flush()
@@ -267,6 +281,55 @@ final class Connection: EventHandler, @unchecked Sendable {
         startResponse(response, forceClose: false)
     }
 
+    /// Starts a streamed answer (`response.streamed`): the head and the body
+    /// bytes at hand now, the rest through `write(streamed:)`.
+    func respond(_ response: Response, streamingFrom source: ResponseBodySource, sequence: UInt64) -> Bool {
+        loop.assertInLoop()
+        guard state == .processing, sequence == self.sequence else { return false }
+        bodySource = source
+        startResponse(response, forceClose: false)
+        return state == .streaming
+    }
+
+    /// More of a streamed body. False when the client is this far behind
+    /// (the source then waits for `resume`), or gone.
+    func write(streamed bytes: UnsafeRawBufferPointer, sequence: UInt64) -> Bool {
+        guard state == .streaming, sequence == self.sequence, !streamEnded else { return false }
+        if bytes.isEmpty { return true }
+        if streamChunked {
+            ResponseSerializer.appendChunkSize(bytes.count, to: &outBody)
+            outBody.append(contentsOf: bytes)
+            outBody.append(ASCII.cr)
+            outBody.append(ASCII.lf)
+        } else {
+            outBody.append(contentsOf: bytes)
+        }
+        flush()
+        guard state == .streaming else { return false }
+        if outHead.count + outBody.count - outOffset >= Self.streamHighWater {
+            sourcePaused = true
+            return false
+        }
+        return true
+    }
+
+    /// The streamed body is complete.
+    func endStream(sequence: UInt64) {
+        guard state == .streaming, sequence == self.sequence, !streamEnded else { return }
+        streamEnded = true
+        bodySource = nil
+        if streamChunked { outBody.append(contentsOf: ResponseSerializer.lastChunk) }
+        flush()
+    }
+
+    /// The streamed body cannot be completed (its source failed): the client
+    /// sees the connection end before the body does.
+    func abortStream(sequence: UInt64) {
+        guard state == .streaming, sequence == self.sequence else { return }
+        bodySource = nil
+        close()
+    }
+
     func abort(sequence: UInt64) {
         guard state == .processing, sequence == self.sequence else { return }
         var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
@@ -292,16 +355,38 @@ final class Connection: EventHandler, @unchecked Sendable {
 
     private func startResponse(_ response: Response, forceClose: Bool) {
         let keepAlive = !forceClose && (head?.keepAlive ?? false) && !server.isShuttingDown && !peerClosed
-        closeAfterWrite = !keepAlive
         if !hasPendingOutput {
             outHead.removeAll(keepingCapacity: true)
             outOffset = 0
         }
-        let sendsBody = ResponseSerializer.writeHead(
+        let written = ResponseSerializer.writeHead(
             response, requestMethod: head?.method ?? .get, keepAlive: keepAlive,
             http10Client: head?.minorVersion == 0, into: &outHead)
-        outBody = sendsBody ? response.body : []
-        state = .writing
+        closeAfterWrite = written.closes
+        if response.streamed && written.sendsBody && bodySource != nil {
+            state = .streaming
+            streamChunked = written.chunked
+            streamEnded = false
+            sourcePaused = false
+            if written.chunked && !response.body.isEmpty {
+                outBody = []
+                ResponseSerializer.appendChunkSize(response.body.count, to: &outBody)
+                outBody.append(contentsOf: response.body)
+                outBody.append(ASCII.cr)
+                outBody.append(ASCII.lf)
+            } else {
+                outBody = response.body
+            }
+        } else {
+            // Nothing streams after this head (a HEAD request, or a status
+            // without content): the source is told it is not wanted.
+            if let source = bodySource {
+                bodySource = nil
+                source.cancel()
+            }
+            outBody = written.sendsBody ? response.body : []
+            state = .writing
+        }
         flush()
     }
 
@@ -357,11 +442,21 @@ final class Connection: EventHandler, @unchecked Sendable {
             return
         }
         outHead.removeAll(keepingCapacity: true)
-        outBody = []
+        outBody.removeAll(keepingCapacity: state == .streaming)
         outOffset = 0
+        if state == .streaming {
+            if deadlineKind == .write { deadlineKind = .none }  // waiting for the source now, not the client
+            if streamEnded {
+                writeComplete()
+            } else if sourcePaused {
+                sourcePaused = false
+                bodySource?.resume()
+            }
+            return
+        }
         if state == .writing { writeComplete() }
         if state == .readingBody && deadlineKind == .write {
-            setDeadline(.body, seconds: server.configuration.bodyTimeout)
+            armBodyDeadline()
         }
     }
 
@@ -393,7 +488,7 @@ final class Connection: EventHandler, @unchecked Sendable {
 
     private func peerHasClosed() {
         switch state {
-        case .processing, .writing:
+        case .processing, .writing, .streaming:
             break  // answer, then close
         default:
             close()
@@ -401,6 +496,13 @@ final class Connection: EventHandler, @unchecked Sendable {
     }
 
     // MARK: - Timeouts and closing
+
+    /// A body must progress every `bodyTimeout` and be complete by
+    /// `bodyDeadline`: a byte every few seconds does not hold a connection.
+    private func armBodyDeadline() {
+        setDeadline(.body, seconds: server.configuration.bodyTimeout)
+        deadline = min(deadline, bodyDeadline)
+    }
 
     private func setDeadline(_ kind: Deadline, seconds: Double) {
         deadlineKind = kind
@@ -435,6 +537,10 @@ final class Connection: EventHandler, @unchecked Sendable {
         outHead = []
         outBody = []
         server.connectionClosed()
+        if let source = bodySource {
+            bodySource = nil
+            source.cancel()
+        }
     }
 
     /// During shutdown: idle connections go now, busy ones after their answer.

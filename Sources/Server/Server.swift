@@ -14,19 +14,25 @@ public final class Server: Sendable {
         public var limits: Limits
         public var maxConnections: Int
         public var headTimeout: Double
+        /// Seconds without a byte of the request body.
         public var bodyTimeout: Double
+        /// Seconds for the whole request body, from its head.
+        public var bodyTotalTimeout: Double
         public var idleTimeout: Double
+        /// Seconds a client may read nothing of its answer before it is dropped.
         public var writeTimeout: Double
 
         public init(
             listen: String = "127.0.0.1:0", limits: Limits = Limits(), maxConnections: Int = 4096,
-            headTimeout: Double = 10, bodyTimeout: Double = 10, idleTimeout: Double = 60, writeTimeout: Double = 30
+            headTimeout: Double = 10, bodyTimeout: Double = 10, bodyTotalTimeout: Double = 30, idleTimeout: Double = 60,
+            writeTimeout: Double = 60
         ) {
             self.listen = listen
             self.limits = limits
             self.maxConnections = maxConnections
             self.headTimeout = headTimeout
             self.bodyTimeout = bodyTimeout
+            self.bodyTotalTimeout = bodyTotalTimeout
             self.idleTimeout = idleTimeout
             self.writeTimeout = writeTimeout
         }

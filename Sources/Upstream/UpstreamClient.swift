@@ -45,6 +45,9 @@ public final class UpstreamClient: @unchecked Sendable {
     /// When the oldest idle connection passes the idle timeout.
     private var idleSweepDeadline: UInt64?
     private let maxIdleNanoseconds: UInt64
+    private let timeoutNanoseconds: UInt64
+    /// A streamed chunked body's decoded bytes, on their way to the sink.
+    private var decoded: [UInt8] = []
     private var spareHandles: [UnsafeMutableRawPointer] = []
     private var errorBuffers: [UnsafeMutableRawPointer: UnsafeMutablePointer<CChar>] = [:]
     /// Every read lands here first: one buffer per loop.
@@ -54,6 +57,8 @@ public final class UpstreamClient: @unchecked Sendable {
     /// Kept-alive connections per loop beyond which the oldest is closed.
     static let maxIdleConnections = 512
     static let maxAnswerHeadBytes = 65536
+    /// A body still coming once this much of it is buffered is streamed.
+    static let streamThreshold = 65536
     static let sweepNanoseconds: UInt64 = 50_000_000
     /// Edge-triggered; writable only while a request waits for room.
     static let readEvents = EventLoop.readable | EventLoop.hangup | EventLoop.edgeTriggered
@@ -81,6 +86,7 @@ public final class UpstreamClient: @unchecked Sendable {
         self.configuration = configuration
         self.endpoint = Endpoint(configuration.baseURL)
         self.maxIdleNanoseconds = UInt64(max(1, configuration.idleTimeoutMilliseconds)) &* 1_000_000
+        self.timeoutNanoseconds = UInt64(max(1, configuration.timeoutMilliseconds)) &* 1_000_000
     }
 
     deinit {
@@ -108,7 +114,7 @@ public final class UpstreamClient: @unchecked Sendable {
     ) {
         loop.assertInLoop()
         _ = ensureMulti()
-        let deadline = MonotonicClock.now() &+ UInt64(max(1, configuration.timeoutMilliseconds)) &* 1_000_000
+        let deadline = MonotonicClock.now() &+ timeoutNanoseconds
         let exchange = UpstreamExchange(
             request: request, head: endpoint.requestHead(request), deadline: deadline, completion: completion)
         exchange.slot = running.count
@@ -299,7 +305,7 @@ public final class UpstreamClient: @unchecked Sendable {
     }
 
     private func read(_ connection: UpstreamConnection) {
-        while let exchange = connection.exchange, connection.state == .busy {
+        while let exchange = connection.exchange, connection.state == .busy, !exchange.paused {
             switch connection.receive(into: readBuffer) {
             case .bytes(let n):
                 exchange.receivedAny = true
@@ -399,6 +405,11 @@ public final class UpstreamClient: @unchecked Sendable {
         return kept
     }
 
+    /// A field name starting with `X-Iamport-Proxy-`, in any case.
+    static func isProxyField<Name: Collection>(_ name: Name) -> Bool where Name.Element == UInt8 {
+        name.count > 16 && name.prefix(16).equalsLowercased("x-iamport-proxy-")
+    }
+
     /// `timeout=N` of a `Keep-Alive` field value, N being at most 9 digits.
     static func keepAliveTimeout<Bytes: Collection>(_ value: Bytes) -> Int? where Bytes.Element == UInt8 {
         var seconds: Int?
@@ -439,7 +450,7 @@ public final class UpstreamClient: @unchecked Sendable {
                 }
                 continue
             case .requestID:
-                answer.hasRequestID = true
+                continue  // the proxy's own is added: the upstream cannot speak for the proxy
             case .keepAlive:
                 if let seconds = Self.keepAliveTimeout(bytes[field.value]) {
                     // Reuse stops a second before the server's own limit.
@@ -447,6 +458,10 @@ public final class UpstreamClient: @unchecked Sendable {
                         UInt64(max(0, min(seconds, 3600) - 1)) &* 1_000_000_000
                 }
                 continue
+            case .other:
+                // Nor may it speak in the proxy's name (`X-Iamport-Proxy-Error`,
+                // `X-Iamport-Proxy-Replayed`, …).
+                if Self.isProxyField(bytes[field.name]) { continue }
             default:
                 if field.kind.isHopByHop { continue }
             }
@@ -481,34 +496,121 @@ public final class UpstreamClient: @unchecked Sendable {
             complete(connection, exchange, reusable: !exchange.closeAfter)
         case .length(let remaining):
             let take = min(remaining, bytes.count)
-            exchange.answer!.body.append(contentsOf: bytes[0..<take])
             if take < bytes.count { exchange.closeAfter = true }
+            exchange.framing = .length(remaining: remaining - take)
+            guard pass(UnsafeRawBufferPointer(rebasing: bytes[0..<take]), connection, exchange) else { return }
             if remaining - take == 0 {
                 complete(connection, exchange, reusable: !exchange.closeAfter)
             } else {
-                exchange.framing = .length(remaining: remaining - take)
+                streamIfLarge(connection, exchange)
             }
         case .chunked(var decoder):
             exchange.framing = .none  // the decoder is moved out while it works
-            let outcome = decoder.decode(bytes, into: &exchange.answer!.body)
+            let outcome: ChunkedDecoder.Outcome
+            if exchange.streaming {
+                decoded.removeAll(keepingCapacity: true)
+                outcome = decoder.decode(bytes, into: &decoded)
+            } else {
+                outcome = decoder.decode(bytes, into: &exchange.answer!.body)
+            }
             switch outcome {
             case .needMore:
                 exchange.framing = .chunked(decoder)
             case .done(let consumed):
                 if consumed < bytes.count { exchange.closeAfter = true }
-                complete(connection, exchange, reusable: !exchange.closeAfter)
             case .failure(.bodyTooLarge):
                 fail(connection, exchange, .failed(tooLarge))
+                return
             case .failure:
                 fail(connection, exchange, .failed("malformed chunked answer from the upstream"))
-            }
-        case .untilClose:
-            if exchange.answer!.body.count + bytes.count > configuration.maxResponseBytes {
-                fail(connection, exchange, .failed(tooLarge))
                 return
             }
-            exchange.answer!.body.append(contentsOf: bytes)
+            if exchange.streaming {
+                guard decoded.withUnsafeBytes({ pass($0, connection, exchange) }) else { return }
+            }
+            if case .done = outcome {
+                complete(connection, exchange, reusable: !exchange.closeAfter)
+            } else {
+                streamIfLarge(connection, exchange)
+            }
+        case .untilClose:
+            guard pass(bytes, connection, exchange) else { return }
+            streamIfLarge(connection, exchange)
         }
+    }
+
+    /// Body bytes: kept in the answer while it is buffered, handed to the
+    /// sink once it streams. False when the exchange ended meanwhile (a
+    /// sink can cancel it, and a body over the limit fails it).
+    private func pass(_ bytes: UnsafeRawBufferPointer, _ connection: UpstreamConnection, _ exchange: UpstreamExchange) -> Bool {
+        let (total, overflow) = exchange.bodyBytes.addingReportingOverflow(bytes.count)
+        guard !overflow, total <= configuration.maxResponseBytes else {
+            fail(connection, exchange, .failed(tooLarge))
+            return false
+        }
+        exchange.bodyBytes = total
+        guard exchange.streaming else {
+            exchange.answer!.body.append(contentsOf: bytes)
+            return true
+        }
+        guard let sink = exchange.sink else { return false }
+        if bytes.isEmpty { return true }
+        if sink.body(bytes) {
+            // The timeout bounds each stretch of upstream bytes.
+            exchange.deadline = loop.now &+ timeoutNanoseconds
+        } else {
+            // The client is behind: no more reads until it catches up, and
+            // no upstream timeout meanwhile (the client's own limit applies).
+            exchange.paused = true
+            exchange.deadline = .max
+        }
+        return exchange.connection === connection
+    }
+
+    /// An answer still coming whose buffered body has reached the threshold
+    /// goes to the client now, its head first, and streams from here on:
+    /// what an exchange holds stays bounded whatever the answer's size.
+    private func streamIfLarge(_ connection: UpstreamConnection, _ exchange: UpstreamExchange) {
+        guard !exchange.streaming, exchange.connection === connection,
+            let body = exchange.answer?.body, body.count >= Self.streamThreshold
+        else { return }
+        exchange.streaming = true
+        let stream = UpstreamBodyStream(client: self, exchange: exchange)
+        var answer = exchange.answer!
+        answer.stream = stream
+        exchange.answer!.body = []
+        let completion = exchange.completion
+        exchange.completion = nil
+        // The receiver starts the stream (or cancels it) before it returns.
+        completion?(.success(answer))
+        if exchange.connection === connection && exchange.sink == nil {
+            cancel(exchange)
+        }
+    }
+
+    // MARK: - Streamed bodies (UpstreamBodyStream's calls)
+
+    func start(_ exchange: UpstreamExchange, sink: UpstreamBodySink) {
+        loop.assertInLoop()
+        guard exchange.streaming, exchange.connection != nil else { return }
+        exchange.sink = sink
+    }
+
+    func resume(_ exchange: UpstreamExchange) {
+        loop.assertInLoop()
+        guard exchange.paused, let connection = exchange.connection else { return }
+        exchange.paused = false
+        exchange.deadline = loop.now &+ timeoutNanoseconds
+        read(connection)
+    }
+
+    /// The body is not wanted: the connection, mid-answer, cannot be reused.
+    func cancel(_ exchange: UpstreamExchange) {
+        loop.assertInLoop()
+        exchange.sink = nil
+        guard let connection = exchange.connection else { return }
+        close(connection)
+        finish(exchange, .failure(.failed("the answer was not wanted any more")))
     }
 
     /// The whole answer is in. The connection of a non-idempotent request was
@@ -556,9 +658,17 @@ public final class UpstreamClient: @unchecked Sendable {
             exchange.slot = -1
         }
         if running.isEmpty { sweepDeadline = nil }
-        let completion = exchange.completion
-        exchange.completion = nil
-        completion?(result)
+        if let completion = exchange.completion {
+            exchange.completion = nil
+            completion(result)
+        } else if let sink = exchange.sink {
+            // A streamed answer: its head went out before; this is its end.
+            exchange.sink = nil
+            switch result {
+            case .success: sink.end()
+            case .failure(let error): sink.failed(error)
+            }
+        }
     }
 
     // MARK: - Connections

@@ -93,7 +93,9 @@ final class UpstreamExchange {
     let request: UpstreamRequest
     /// Request line and fields, serialized once; the body follows from `request.body`.
     let head: [UInt8]
-    let deadline: UInt64
+    /// When the sweep fails it: the answer's head is due by then, and once
+    /// its body streams, each stretch of it (none while the client is behind).
+    var deadline: UInt64
     var completion: ((Result<UpstreamResponse, UpstreamError>) -> Void)?
     var connection: UpstreamConnection?
     /// Position in the client's list of running exchanges.
@@ -111,6 +113,13 @@ final class UpstreamExchange {
     /// The connection cannot carry another request after this answer (the
     /// server said `close`, or sent bytes past the answer's end).
     var closeAfter = false
+    /// Body bytes received so far (checked against the answer size limit).
+    var bodyBytes = 0
+    /// The head went to the caller; the body goes to `sink` as it comes.
+    var streaming = false
+    var sink: UpstreamBodySink?
+    /// The sink is full: no reads until it asks for more.
+    var paused = false
 
     enum Framing {
         case none
@@ -136,6 +145,7 @@ final class UpstreamExchange {
         answer = nil
         framing = .none
         closeAfter = false
+        bodyBytes = 0
     }
 }
 
@@ -200,5 +210,44 @@ struct Endpoint {
         }
         head.append(contentsOf: "\r\n".utf8)
         return head
+    }
+}
+
+/// Where a streamed answer's body goes, on the client's loop.
+public protocol UpstreamBodySink: AnyObject {
+    /// Takes `bytes` (all of them); false when it wants no more until
+    /// `UpstreamBodyStream.resume` is called.
+    func body(_ bytes: UnsafeRawBufferPointer) -> Bool
+    /// The body is complete.
+    func end()
+    /// The answer broke off (timeout, reset, malformed chunk, too large).
+    func failed(_ error: UpstreamError)
+}
+
+/// The rest of an answer too large to hold: given with its head to the
+/// caller of `UpstreamClient.send`, which must `start` it (or `cancel` it)
+/// before returning. Confined to the client's loop.
+public final class UpstreamBodyStream: @unchecked Sendable {
+    private unowned let client: UpstreamClient
+    private weak var exchange: UpstreamExchange?
+
+    init(client: UpstreamClient, exchange: UpstreamExchange) {
+        self.client = client
+        self.exchange = exchange
+    }
+
+    /// The body from here on goes to `sink`.
+    public func start(_ sink: UpstreamBodySink) {
+        if let exchange { client.start(exchange, sink: sink) }
+    }
+
+    /// The sink has room again.
+    public func resume() {
+        if let exchange { client.resume(exchange) }
+    }
+
+    /// The body is not wanted: the upstream connection is closed.
+    public func cancel() {
+        if let exchange { client.cancel(exchange) }
     }
 }

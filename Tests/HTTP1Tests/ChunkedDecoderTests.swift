@@ -85,8 +85,44 @@ func decodeChunked(_ text: String, limits: Limits = Limits()) -> (ChunkedDecoder
 @Suite struct ResponseSerializerTests {
     func head(_ response: Response, method: Method = .get, keepAlive: Bool = true, http10: Bool = false) -> (String, Bool) {
         var out: [UInt8] = []
-        let body = ResponseSerializer.writeHead(response, requestMethod: method, keepAlive: keepAlive, http10Client: http10, into: &out)
-        return (String(decoding: out, as: UTF8.self), body)
+        let written = ResponseSerializer.writeHead(response, requestMethod: method, keepAlive: keepAlive, http10Client: http10, into: &out)
+        return (String(decoding: out, as: UTF8.self), written.sendsBody)
+    }
+
+    @Test func streamedBodiesAreFramedByTheirLengthChunkedOrTheClose() {
+        var known = Response(status: 200, body: Array("abc".utf8))
+        known.streamed = true
+        known.declaredLength = 100_000
+        var out: [UInt8] = []
+        var written = ResponseSerializer.writeHead(known, requestMethod: .get, keepAlive: true, http10Client: false, into: &out)
+        #expect(String(decoding: out, as: UTF8.self) == "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        #expect(written == WrittenHead(sendsBody: true, chunked: false, closes: false))
+
+        var unknown = Response(status: 200)
+        unknown.streamed = true
+        out = []
+        written = ResponseSerializer.writeHead(unknown, requestMethod: .get, keepAlive: true, http10Client: false, into: &out)
+        #expect(String(decoding: out, as: UTF8.self) == "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        #expect(written == WrittenHead(sendsBody: true, chunked: true, closes: false))
+
+        out = []
+        written = ResponseSerializer.writeHead(unknown, requestMethod: .get, keepAlive: true, http10Client: true, into: &out)
+        #expect(String(decoding: out, as: UTF8.self) == "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+                "an HTTP/1.0 client reads to the close")
+        #expect(written == WrittenHead(sendsBody: true, chunked: false, closes: true))
+
+        out = []
+        written = ResponseSerializer.writeHead(known, requestMethod: .head, keepAlive: true, http10Client: false, into: &out)
+        #expect(String(decoding: out, as: UTF8.self) == "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        #expect(!written.sendsBody)
+    }
+
+    @Test func chunkSizeLines() {
+        for (count, line) in [(1, "1"), (15, "f"), (16, "10"), (65536, "10000"), (0x7fff_ffff, "7fffffff")] {
+            var out: [UInt8] = []
+            ResponseSerializer.appendChunkSize(count, to: &out)
+            #expect(String(decoding: out, as: UTF8.self) == line + "\r\n")
+        }
     }
 
     @Test func okWithBody() {

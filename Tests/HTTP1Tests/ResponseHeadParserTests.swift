@@ -64,6 +64,23 @@ struct ResponseHeadParserTests {
         }
     }
 
+    /// Bare line ends are refused as soon as they are seen: a server that
+    /// ends its lines with LF alone never sends the CRLF CRLF a complete
+    /// head needs, and the proxy must not wait for it until the timeout.
+    @Test(arguments: [
+        "HTTP/1.1 200 OK\n",
+        "HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+        "HTTP/1.1 200 OK\r\nX-A: 1\n",
+        "HTTP/1.1 200 OK\rX",
+        "HTTP/1.1 200 OK\r\nX-A: 1\r\n\n",
+    ])
+    func bareLineEndsAreRefusedBeforeTheHeadEnds(_ text: String) {
+        guard case .failure = parse(text) else {
+            Issue.record("not refused at once: \(text.debugDescription)")
+            return
+        }
+    }
+
     @Test func incompleteAndTooLarge() {
         guard case .incomplete = parse("HTTP/1.1 200 OK\r\nContent-Le") else {
             Issue.record("a partial head is not complete")

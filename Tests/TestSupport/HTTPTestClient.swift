@@ -106,7 +106,9 @@ public final class HTTPTestClient {
         }
         var answer = Answer(status: status, reason: parts.count > 2 ? String(parts[2]) : "", headers: headers, body: [])
         if headRequest || status == 204 || status == 304 || (100..<200).contains(status) { return answer }
-        if let length = answer.header("Content-Length").flatMap(Int.init) {
+        if answer.header("Transfer-Encoding")?.lowercased() == "chunked" {
+            answer.body = try readChunked()
+        } else if let length = answer.header("Content-Length").flatMap(Int.init) {
             while buffer.count < length { guard try fill() else { throw Failure.closed } }
             answer.body = Array(buffer[0..<length])
             buffer.removeFirst(length)
@@ -116,6 +118,32 @@ public final class HTTPTestClient {
             buffer = []
         }
         return answer
+    }
+
+    /// A chunked body (the test's own simple decoder: size lines, data,
+    /// the last chunk and an empty trailer).
+    private func readChunked() throws -> [UInt8] {
+        var body: [UInt8] = []
+        let crlf: [UInt8] = [13, 10]
+        while true {
+            var lineEnd = buffer.firstRange(of: crlf)
+            while lineEnd == nil {
+                guard try fill() else { throw Failure.closed }
+                lineEnd = buffer.firstRange(of: crlf)
+            }
+            let line = String(decoding: buffer[0..<lineEnd!.lowerBound], as: UTF8.self)
+            buffer.removeFirst(lineEnd!.upperBound)
+            guard let size = Int(line.prefix { $0 != ";" }, radix: 16) else { throw Failure.malformed("chunk size \(line)") }
+            while buffer.count < size + 2 { guard try fill() else { throw Failure.closed } }
+            if size == 0 {
+                guard buffer[0] == 13, buffer[1] == 10 else { throw Failure.malformed("trailer") }
+                buffer.removeFirst(2)
+                return body
+            }
+            body.append(contentsOf: buffer[0..<size])
+            guard buffer[size] == 13, buffer[size + 1] == 10 else { throw Failure.malformed("chunk end") }
+            buffer.removeFirst(size + 2)
+        }
     }
 
     /// Whether the server closed the connection (waits up to `seconds`).

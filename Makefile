@@ -5,7 +5,7 @@ SWIFT ?= swift
 VENV ?= .venv
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build release test test-py demo run fuzz fuzz-ci bench clean
+.PHONY: all deps build release test test-py demo run fuzz fuzz-ci bench soak clean
 
 all: build
 
@@ -52,6 +52,12 @@ fuzz-ci: deps
 bench:
 	WITH_BENCH=1 scripts/install-deps.sh
 	scripts/bench.sh
+
+# Minutes of load, then a burst of new connections; exits 1 when a target
+# is missed. SOAK_PHASE1=20 SOAK_PHASE2=10 make soak for a quick run.
+soak:
+	WITH_BENCH=1 scripts/install-deps.sh
+	scripts/soak.sh
 
 clean:
 	rm -rf .build .build-* $(VENV) fuzz-build

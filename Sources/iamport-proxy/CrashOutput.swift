@@ -42,8 +42,9 @@ enum CrashOutput {
             restoreProcessName()
             return .safe
         }
-        // /proc/self/exe is the running file even if it was replaced on disk since.
-        if setenv(variable, safeSettings, 1) == 0 {
+        // /proc/self/exe is the running file even if it was replaced on disk
+        // since. The arguments come from /proc/self/cmdline: none without /proc.
+        if CommandLine.argc > 0, setenv(variable, safeSettings, 1) == 0 {
             execv("/proc/self/exe", CommandLine.unsafeArgv)
         }
         let failure = errno
@@ -84,20 +85,27 @@ enum CrashOutput {
     }
 
     /// Whether `SWIFT_BACKTRACE` settings let a crash print registers or the
-    /// memory they point at. Errs towards yes: an unknown `enable` value is on.
+    /// memory they point at. Read as the runtime reads them: `key=value`
+    /// pairs cut at the first `=` and the next `,`, nothing trimmed, case
+    /// ignored, the last of a key winning. Errs towards yes where the outcome
+    /// depends on a terminal (`enable=tty`, the default preset).
     static func showsRegisters(_ settings: String) -> Bool {
         var values: [String: String] = [:]
-        for pair in settings.split(separator: ",") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let key = parts[0].filter { $0 != " " }.lowercased()
-            values[key] = parts.count > 1 ? parts[1].filter { $0 != " " }.lowercased() : ""
+        var rest = Substring(settings)
+        while let equals = rest.firstIndex(of: "=") {
+            let value = rest[rest.index(after: equals)...]
+            let comma = value.firstIndex(of: ",") ?? value.endIndex
+            values[rest[..<equals].lowercased()] = value[..<comma].lowercased()
+            rest = comma == value.endIndex ? "" : value[value.index(after: comma)...]
         }
-        if let enable = values["enable"], ["no", "n", "false", "f", "off", "0"].contains(enable) { return false }
+        if let enable = values["enable"], !["on", "true", "yes", "y", "t", "1", "tty", "auto"].contains(enable) {
+            return false
+        }
         if values["format"] == "json" { return true }
         switch values["registers"] {
         case "none": return false
-        case nil, "preset": return values["preset"] != "friendly"  // the other presets show the crashed thread's
-        default: return true
+        case "all", "crashed": return true
+        default: return values["preset"] != "friendly"  // left to the preset: the others show the crashed thread's
         }
     }
 }

@@ -42,11 +42,18 @@ import Testing
         #expect(!traces(of: token, in: output).isEmpty, "\(output)")
     }
 
-    @Test func anOperatorsSettingWithoutRegistersGetsNoWarning() throws {
-        let h = try BinaryHarness(environment: ["SWIFT_BACKTRACE": "registers=none,interactive=no"])
+    /// The warning at start follows what the operator's value would print.
+    @Test(arguments: [
+        ("registers=none,interactive=no", false), ("enable=no", false), ("preset=friendly", false),
+        ("REGISTERS=NONE", false), ("registers=none,registers=all", true), ("registers=crashed", true),
+        ("preset=medium", true), ("registers=none,format=json", true), ("enable=yes", true),
+        ("Registers = None", true),  // the runtime trims nothing: an unknown key, so the preset's registers
+    ])
+    func theWarningAboutAnOperatorsSetting(value: String, warns: Bool) throws {
+        let h = try BinaryHarness(environment: ["SWIFT_BACKTRACE": value])
         #expect(h.waitUntilReady())
         #expect(h.stop() == 0)
-        #expect(!h.proxy.text.contains("SWIFT_BACKTRACE"), "\(h.proxy.text)")
+        #expect(h.proxy.text.contains("SWIFT_BACKTRACE lets a crash print registers") == warns, "\(h.proxy.text)")
     }
 
     /// Each spelling in which a crash report could show 8 consecutive bytes

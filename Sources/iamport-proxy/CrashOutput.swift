@@ -24,7 +24,7 @@ enum CrashOutput {
         /// The operator's own `SWIFT_BACKTRACE`; `showsRegisters` when a crash would print registers or memory.
         case operatorSettings(showsRegisters: Bool)
         /// Re-executing failed (the errno): the runtime's crash handlers were
-        /// removed instead, so a crash prints the runtime's one-line message and the signal.
+        /// removed instead, so a crash prints no backtrace (a fatal error still its one line).
         case handlersRemoved(errno: Int32)
     }
 
@@ -44,10 +44,13 @@ enum CrashOutput {
         }
         // /proc/self/exe is the running file even if it was replaced on disk
         // since. The arguments come from /proc/self/cmdline: none without /proc.
-        if CommandLine.argc > 0, setenv(variable, safeSettings, 1) == 0 {
-            execv("/proc/self/exe", CommandLine.unsafeArgv)
+        var failure = ENOENT
+        if CommandLine.argc > 0 {
+            if setenv(variable, safeSettings, 1) == 0 {
+                execv("/proc/self/exe", CommandLine.unsafeArgv)
+            }
+            failure = errno
         }
-        let failure = errno
         unsetenv(variable)
         removeCrashHandlers()
         return .handlersRemoved(errno: failure)

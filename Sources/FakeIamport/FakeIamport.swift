@@ -24,7 +24,8 @@ import Synchronization
 /// bytes with a Content-Length) and `big-chunked=N` (the same body chunked,
 /// written raw, then the connection closes; both bodies are
 /// `FakeIamport.bigBody(N)`), or
-/// through the control endpoints under `/_fake/`.
+/// through the control endpoints under `/_fake/` (`revoke`, `fail-tokens`,
+/// `heal-tokens`, `stats`, and `requests`: what was received and the tokens issued).
 public final class FakeIamport: HTTPHandler {
     public struct Configuration: Sendable {
         public var apiKey: String
@@ -406,12 +407,27 @@ public final class FakeIamport: HTTPHandler {
             failTokens(status: nil)
         case "/_fake/stats":
             break
+        case "/_fake/requests":
+            return requestsReport()
         default:
             return Self.envelope(status: 404, code: -1, message: "fake: no such control", response: "null")
         }
         let (calls, api, unauthorized) = state.withLock { ($0.getTokenCalls, $0.apiCalls, $0.unauthorizedAnswers) }
         return Self.envelope(status: 200, code: 0, message: nil, response:
             #"{"get_token_calls":\#(calls),"api_calls":\#(api),"unauthorized_answers":\#(unauthorized),"connections":\#(connectionsAccepted)}"#)
+    }
+
+    /// What reached the API (control calls aside) and every token issued,
+    /// so tests in other processes can check which tokens and calls came through.
+    private func requestsReport() -> Response {
+        let (recorded, issued) = state.withLock { ($0.recorded, $0.issued) }
+        func strings(_ values: [String]) -> String { "[" + values.map { "\"\(Self.escape($0))\"" }.joined(separator: ",") + "]" }
+        let requests = recorded.map { r in
+            #"{"method":"\#(Self.escape(r.method))","target":"\#(Self.escape(r.target))","authorization":\#(strings(r.headers("Authorization"))),"#
+                + #""x_imp_token_header":\#(strings(r.headers("X-ImpTokenHeader"))),"body":"\#(Self.escape(String(decoding: r.body, as: UTF8.self)))"}"#
+        }
+        return Self.envelope(status: 200, code: 0, message: nil, response:
+            #"{"issued_tokens":\#(strings(issued)),"requests":[\#(requests.joined(separator: ","))]}"#)
     }
 
     // MARK: - Bodies

@@ -80,6 +80,8 @@ struct IamportProxy: ParsableCommand {
     }
 
     static func main() {
+        // Before anything else: this may re-execute the process (see CrashOutput).
+        _ = CrashOutput.mode
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -121,7 +123,8 @@ func makeLogger(level: Logger.Level, format: LineLogHandler.Format) -> Logger {
 
 /// Runs the proxy until SIGTERM or SIGINT.
 func serve(_ options: CommonOptions) throws {
-    let settings = try Settings.resolve(options, env: Environment.current())
+    let env = Environment.current()
+    let settings = try Settings.resolve(options, env: env)
     let configuration = try settings.proxyConfiguration()
     let signals = TerminationSignals.block()
 
@@ -134,6 +137,14 @@ func serve(_ options: CommonOptions) throws {
         logger.critical("cannot start: \(error)")
         throw RuntimeFailure(description: "cannot start: \(error)")
     }
+    switch CrashOutput.mode {
+    case .safe, .operatorSettings(showsRegisters: false):
+        break
+    case .operatorSettings(showsRegisters: true):
+        logger.warning("SWIFT_BACKTRACE lets a crash print registers and memory, which can hold the access token and the API secret: set it so for debugging only")
+    case .handlersRemoved(let errno):
+        logger.warning("cannot re-execute with safe SWIFT_BACKTRACE settings (errno \(errno)): a crash prints no backtrace")
+    }
     if settings.upstream.lowercased().hasPrefix("http://") {
         logger.warning("the upstream is plain HTTP: use https:// outside tests", metadata: ["upstream": "\(settings.upstream)"])
     }
@@ -145,6 +156,9 @@ func serve(_ options: CommonOptions) throws {
         "client_token": "\(settings.clientToken == nil ? "off" : "on")",
         "allow_rules": "\(settings.allow.count)", "loops": "\(service.group.loops.count)",
     ])
+    if env[DeliberateCrash.variable] == "1" {
+        DeliberateCrash.arm(service.tokens)
+    }
     let received = signals.wait()
     lifecycle.notice("shutting down", metadata: ["signal": "\(received == SIGTERM ? "SIGTERM" : "SIGINT")"])
     let clean = service.shutdown(grace: 10)

@@ -79,3 +79,13 @@ def test_kubernetes_sidecar():
     assert sidecar["readinessProbe"]["exec"]["command"][-1] == "healthcheck"
     assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
     assert spec["containers"][0]["env"][0]["value"] == "http://127.0.0.1:8080/"
+
+
+def test_runtime_image_has_the_crash_backtracer_next_to_the_binary():
+    # A binary built with --static-swift-stdlib looks for `swift-backtrace` in its own directory.
+    build_stage = dockerfile().split("FROM ${RUNTIME_IMAGE}")[0]
+    assert "/libexec/swift/linux/swift-backtrace-static\" /out/swift-backtrace" in build_stage
+    runtime_stage = dockerfile().split("FROM ${RUNTIME_IMAGE}")[1]
+    assert re.search(r"^COPY --from=build /out/iamport-proxy /out/swift-backtrace /usr/local/bin/$", runtime_stage, re.M)
+    assert 'ENTRYPOINT ["/usr/local/bin/iamport-proxy"]' in runtime_stage
+    assert "SWIFT_BACKTRACE" not in dockerfile(), "the binary sets safe settings itself"

@@ -74,3 +74,26 @@ def start_proxy(fake, **extra_env):
 
 def fake_stats(fake):
     return requests.post(f"http://127.0.0.1:{fake.port}/_fake/stats").json()["response"]
+
+
+def fake_requests(fake):
+    """What reached the fake API (its control calls aside) and the tokens it issued."""
+    return requests.post(f"http://127.0.0.1:{fake.port}/_fake/requests").json()["response"]
+
+
+def assert_only_the_proxy_reached_the_api(fake, sdk_key, calls):
+    """The API saw one getToken, the proxy's own with the proxy's key, and
+    then exactly `calls` ((method, path) pairs), each with the proxy's token
+    as `Authorization: Bearer` and nothing the SDK sent as a token."""
+    seen = fake_requests(fake)
+    assert len(seen["issued_tokens"]) == 1
+    bearer = "Bearer " + seen["issued_tokens"][0]
+    token_calls = [r for r in seen["requests"] if r["target"] == "/users/getToken"]
+    assert len(token_calls) == 1, seen["requests"]
+    assert API_KEY in token_calls[0]["body"]
+    api_calls = [r for r in seen["requests"] if r not in token_calls]
+    assert [(r["method"], r["target"]) for r in api_calls] == calls
+    for r in api_calls:
+        assert r["authorization"] == [bearer], r
+        assert r["x_imp_token_header"] == [], r
+    assert all(sdk_key not in r["body"] and sdk_key not in r["target"] for r in seen["requests"])

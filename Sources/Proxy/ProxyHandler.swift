@@ -152,7 +152,7 @@ public final class ProxyHandler: HTTPHandler {
     func renderMetrics() -> [UInt8] {
         let status = tokens.status()
         metrics.tokenValid.record(status.valid ? 1 : 0)
-        metrics.tokenExpiresIn.record(max(0, status.expiresIn ?? 0))
+        metrics.tokenExpiresIn.record(wholeSeconds(status.expiresIn ?? 0))
         metrics.openConnections.record(server.withLock { $0?.openConnections ?? 0 })
         metrics.upstreamConnections.record(upstreamConnectionsOpened())
         return metrics.render()

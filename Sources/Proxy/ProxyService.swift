@@ -89,12 +89,12 @@ public final class ProxyService: Sendable {
         case .notExtended(let retryIn):
             metrics.tokenFetch(result: "not_extended", reason: FetchReason.refresh.rawValue)
             logger.notice("token renewal did not extend the expiry; trying again closer to it", metadata: [
-                "retry_in_s": "\(Int(retryIn))"
+                "retry_in_s": "\(wholeSeconds(retryIn))"
             ])
         case .fetchFailed(let reason, let message, let retryIn):
             metrics.tokenFetch(result: "failure", reason: reason.rawValue)
             logger.error("token fetch failed", metadata: [
-                "reason": "\(reason.rawValue)", "error": "\(message)", "retry_in_s": "\(Int(retryIn))",
+                "reason": "\(reason.rawValue)", "error": "\(message)", "retry_in_s": "\(wholeSeconds(retryIn))",
             ])
         case .droppedAfterUnauthorized:
             metrics.renewalsAfterUnauthorized.increment()

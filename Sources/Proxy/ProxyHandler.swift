@@ -245,18 +245,22 @@ public final class ProxyHandler: HTTPHandler {
             switch result {
             case .success(let answer) where answer.status == 401 && !exchange.replayed:
                 // The token was refused: renew once (shared by every request that
-                // saw it refused) and replay this request once, with the same body.
+                // saw it refused) and replay this request once, with the same body,
+                // unless the API still holds the token valid (TokenCache decides).
                 var replay = exchange
                 replay.renewed = true
                 replay.replayed = true
                 let renewed = replay
-                tokens.renewAfterUnauthorized(used: token) { result in
+                let refused = exchange
+                tokens.renewAfterUnauthorized(used: token) { outcome in
                     onLoop(context.loop) {
-                        switch result {
-                        case .success(let fresh):
+                        switch outcome {
+                        case .replay(let fresh):
                             self.metrics.replays.increment()
                             self.send(renewed, token: fresh, context: context)
-                        case .failure(let error):
+                        case .passThrough:
+                            self.relay(answer, refused, context: context)
+                        case .failed(let error):
                             var failed = renewed
                             failed.replayed = false
                             self.fail(failed, .tokenUnavailable, error.message, context: context, upstreamStatus: 401)
@@ -264,12 +268,7 @@ public final class ProxyHandler: HTTPHandler {
                     }
                 }
             case .success(let answer):
-                var response = Response(status: answer.status, reason: answer.reason, headerBlock: answer.headerBlock,
-                                        body: answer.body)
-                response.declaredLength = answer.declaredLength
-                if !answer.hasRequestID { response.addHeader("X-Request-Id", bytes: exchange.requestID) }
-                if exchange.replayed { response.addHeader("X-Iamport-Proxy-Replayed", "1") }
-                finish(exchange, response, upstreamStatus: answer.status, context: context)
+                relay(answer, exchange, context: context)
             case .failure(.timeout):
                 fail(exchange, .upstreamTimeout, UpstreamError.timeout.message, context: context)
             case .failure(.unreachable(let message)):
@@ -278,6 +277,16 @@ public final class ProxyHandler: HTTPHandler {
                 fail(exchange, .upstreamFailed, "upstream exchange failed: \(message)", context: context)
             }
         }
+    }
+
+    /// The upstream's answer, to the client as it is.
+    private func relay(_ answer: UpstreamResponse, _ exchange: Exchange, context: LoopContext) {
+        var response = Response(status: answer.status, reason: answer.reason, headerBlock: answer.headerBlock,
+                                body: answer.body)
+        response.declaredLength = answer.declaredLength
+        if !answer.hasRequestID { response.addHeader("X-Request-Id", bytes: exchange.requestID) }
+        if exchange.replayed { response.addHeader("X-Iamport-Proxy-Replayed", "1") }
+        finish(exchange, response, upstreamStatus: answer.status, context: context)
     }
 
     private func fail(_ exchange: Exchange, _ error: ProxyError, _ message: String, context: LoopContext, upstreamStatus: Int? = nil) {

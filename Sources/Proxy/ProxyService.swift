@@ -99,6 +99,10 @@ public final class ProxyService: Sendable {
         case .droppedAfterUnauthorized:
             metrics.renewalsAfterUnauthorized.increment()
             logger.notice("the API refused the token (401); renewing it")
+        case .confirmedAfterUnauthorized(let window):
+            logger.notice("the renewal after a 401 returned the same token: 401s for it go back to clients as they are", metadata: [
+                "for_s": "\(wholeSeconds(window))"
+            ])
         }
     }
 }

@@ -1,7 +1,9 @@
 // libFuzzer target for the HTTP1 module: the request head parser fed in two
 // pieces (the first input byte picks the split), then the chunked decoder on
-// what follows the head; and the same bytes as an upstream's answer head. Built by scripts/fuzz.sh with -sanitize=fuzzer,address
-// together with Sources/HTTP1; any crash, overflow or broken invariant traps.
+// what follows the head; the same bytes as an upstream's answer head; and as
+// a getToken answer. Built by scripts/fuzz.sh with -sanitize=fuzzer,address
+// together with Sources/HTTP1 and the pure token files of Sources/Iamport
+// (TokenAnswer, Token, Secret); any crash, overflow or broken invariant traps.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzHTTP1(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -9,6 +11,7 @@ public func fuzzHTTP1(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let split = Int(data[0]) % size
     let input = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
     checkAnswerHead(input)
+    checkTokenAnswer(input)
     let limits = Limits(maxHeadBytes: 2048, maxRequestLineBytes: 512, maxHeaderCount: 20, maxBodyBytes: 4096,
                         maxChunkOverheadBytes: 512)
     var parser = HeadParser(limits: limits)
@@ -57,3 +60,24 @@ func checkAnswerHead(_ input: [UInt8]) {
     }
 }
 
+
+/// The getToken answer decoder: whatever the bytes, a failure with a reason,
+/// or a token every rule holds for, whose header line is one line.
+func checkTokenAnswer(_ input: [UInt8]) {
+    switch TokenAnswer.decode(status: 200, body: input) {
+    case .success(let issued):
+        issued.accessToken.reveal { value in
+            precondition(!value.utf8.isEmpty && value.utf8.count <= TokenAnswer.maxTokenLength)
+            precondition(value.utf8.allSatisfy { $0 >= 0x21 && $0 <= 0x7E })
+        }
+        precondition(TokenAnswer.lifetimes.contains(issued.lifetime))
+        let lifetime = Double(issued.lifetime)
+        let token = Token(value: issued.accessToken, generation: 1, expiresAt: lifetime,
+                          serverExpiredAt: issued.expiredAt, issuedLifetime: lifetime)
+        precondition(!token.authorizationLine.contains(0x0D) && !token.authorizationLine.contains(0x0A))
+        precondition(!token.authorizationLine.contains(0))
+        precondition(token.refreshAt < token.expiresAt)
+    case .failure(let error):
+        precondition(!error.message.isEmpty)
+    }
+}

@@ -26,6 +26,14 @@ import Synchronization
 /// `FakeIamport.bigBody(N)`), or
 /// through the control endpoints under `/_fake/` (`revoke`, `fail-tokens`,
 /// `heal-tokens`, `stats`, and `requests`: what was received and the tokens issued).
+///
+/// Hostile getToken answers: `Configuration.tokenAnswer`, or at run time
+/// `POST /_fake/token-answer` with a JSON body or `overrideTokenAnswer(_:)`,
+/// makes every getToken answer
+/// `{"code":0,"message":null,"response":<that body>}`, byte for byte, whatever
+/// it holds (`{"access_token":"t","now":-1,"expired_at":9223372036854775807}`,
+/// a token with `\r\n`, a string for `now`, ...); the credentials are still
+/// checked first. An empty body, or `nil`, restores the real answers.
 public final class FakeIamport: HTTPHandler {
     public struct Configuration: Sendable {
         public var apiKey: String
@@ -37,10 +45,14 @@ public final class FakeIamport: HTTPHandler {
         public var clockOffset: Int
         /// How long getToken takes to answer.
         public var getTokenDelayMilliseconds: Int
+        /// When set, the `response` of every getToken answer, raw JSON written
+        /// as it is, instead of a real token (hostile answers for tests).
+        public var tokenAnswer: String?
 
         public init(apiKey: String = "test-key", apiSecret: String = "test-secret", tokenLifetime: Int = 1800,
                     extensionWindow: Int = 60, extensionSeconds: Int = 300, clockOffset: Int = 0,
-                    getTokenDelayMilliseconds: Int = 0) {
+                    getTokenDelayMilliseconds: Int = 0, tokenAnswer: String? = nil) {
+            self.tokenAnswer = tokenAnswer
             self.getTokenDelayMilliseconds = getTokenDelayMilliseconds
             self.apiKey = apiKey
             self.apiSecret = apiSecret
@@ -189,6 +201,12 @@ public final class FakeIamport: HTTPHandler {
         state.withLock { s in s.tokenFailure = status.map { ($0, message) } }
     }
 
+    /// Answer getToken with `response` (raw JSON, written as it is) instead
+    /// of a real token; nil: real answers again.
+    public func overrideTokenAnswer(_ response: String?) {
+        state.withLock { $0.configuration.tokenAnswer = response }
+    }
+
     public func clearRecorded() {
         state.withLock { $0.recorded.removeAll() }
     }
@@ -218,7 +236,7 @@ public final class FakeIamport: HTTPHandler {
         let recorded = Recorded(method: method, target: target, headers: headers, body: request.body)
 
         if path.hasPrefix("/_fake/") {
-            responder.respond(control(path: path, target: target))
+            responder.respond(control(path: path, target: target, body: request.body))
             return
         }
         state.withLock { s in
@@ -271,6 +289,9 @@ public final class FakeIamport: HTTPHandler {
                 Self.field("imp_secret", in: text) == s.configuration.apiSecret
             else {
                 return Self.envelope(status: 401, code: -1, message: "invalid imp_key or imp_secret", response: "null")
+            }
+            if let hostile = s.configuration.tokenAnswer {
+                return Self.envelope(status: 200, code: 0, message: nil, response: hostile)
             }
             let now = serverNow(s)
             if var token = s.current, token.expiredAt > now {
@@ -397,8 +418,10 @@ public final class FakeIamport: HTTPHandler {
         return response
     }
 
-    private func control(path: String, target: String) -> Response {
+    private func control(path: String, target: String, body: [UInt8]) -> Response {
         switch path {
+        case "/_fake/token-answer":
+            overrideTokenAnswer(body.isEmpty ? nil : String(decoding: body, as: UTF8.self))
         case "/_fake/revoke":
             revokeTokens()
         case "/_fake/fail-tokens":

@@ -53,6 +53,21 @@ public enum ASCII {
         }
     }
 
+    /// 1*DIGIT as an Int, or nil: empty, anything but a digit (no sign, no
+    /// space), or past Int.max. Checked arithmetic, so no input can trap it.
+    static func decimal<Digits: Collection>(_ digits: Digits) -> Int? where Digits.Element == UInt8 {
+        guard !digits.isEmpty else { return nil }
+        var value = 0
+        for b in digits {
+            guard b >= 0x30 && b <= 0x39 else { return nil }
+            let (shifted, o1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, o2) = shifted.addingReportingOverflow(Int(b &- 0x30))
+            if o1 || o2 { return nil }
+            value = sum
+        }
+        return value
+    }
+
     @inlinable
     public static func isOWS(_ b: UInt8) -> Bool { b == space || b == tab }
 

@@ -46,9 +46,11 @@ public struct ChunkedDecoder: Sendable {
             switch state {
             case .sizeStart, .size:
                 if let v = ASCII.hexValue(b) {
+                    // At most 15 digits, and checked arithmetic whatever the count.
                     sizeDigits += 1
-                    if sizeDigits > 15 { return .failure(.badRequest("chunk size too long")) }
-                    chunkSize = chunkSize << 4 | Int(v)
+                    let (shifted, overflow) = chunkSize.multipliedReportingOverflow(by: 16)
+                    if sizeDigits > 15 || overflow { return .failure(.badRequest("chunk size too long")) }
+                    chunkSize = shifted | Int(v)
                     state = .size
                 } else if state == .sizeStart {
                     return .failure(.badRequest("invalid chunk size"))
@@ -84,7 +86,10 @@ public struct ChunkedDecoder: Sendable {
                 if chunkSize == 0 {
                     state = .trailerLineStart
                 } else {
-                    if chunkSize > limits.maxBodyBytes - body.count { return .failure(.bodyTooLarge) }
+                    // The first test keeps the subtraction from overflowing, whatever the limit.
+                    if body.count > limits.maxBodyBytes || chunkSize > limits.maxBodyBytes - body.count {
+                        return .failure(.bodyTooLarge)
+                    }
                     remaining = chunkSize
                     state = .data
                 }

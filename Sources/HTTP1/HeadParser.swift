@@ -252,15 +252,11 @@ public struct HeadParser: Sendable {
         return nil
     }
 
-    /// 1*DIGIT with no sign, space or list; at most 15 digits so it cannot overflow.
+    /// 1*DIGIT with no sign, space or list; at most 15 digits (the read
+    /// itself is checked too, whatever the length).
     static func parseContentLength(_ value: ArraySlice<UInt8>) -> Int? {
-        guard !value.isEmpty, value.count <= 15 else { return nil }
-        var result = 0
-        for b in value {
-            guard let d = digit(b) else { return nil }
-            result = result * 10 + d
-        }
-        return result
+        guard value.count <= 15 else { return nil }
+        return ASCII.decimal(value)
     }
 
     /// Calls `body` with each element of a comma-separated list, without the

@@ -162,13 +162,9 @@ public enum ResponseHeadParser {
         return UpstreamHead.Field(name: name, value: lo..<hi, kind: kind)
     }
 
+    /// A Content-Length: at most 15 digits (the read itself is checked too).
     private static func decimal(_ b: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {
-        guard !range.isEmpty, range.count <= 15 else { return nil }
-        var n = 0
-        for i in range {
-            guard b[i] >= 0x30 && b[i] <= 0x39 else { return nil }
-            n = n * 10 + Int(b[i] - 0x30)
-        }
-        return n
+        guard range.count <= 15 else { return nil }
+        return ASCII.decimal(UnsafeRawBufferPointer(rebasing: b[range]))
     }
 }

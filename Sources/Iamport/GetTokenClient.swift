@@ -46,6 +46,12 @@ public final class GetTokenClient: TokenSource {
     }
 }
 
+/// The body of `POST /users/getToken`.
+struct TokenRequest: Encodable {
+    var imp_key: String
+    var imp_secret: String
+}
+
 /// Monotonic seconds from the loops' clock; timers on a Dispatch queue.
 public struct SystemTokenClock: TokenClock {
     public init() {}

@@ -11,8 +11,14 @@ public struct IssuedToken: Sendable, Equatable {
         self.expiredAt = expiredAt
     }
 
-    /// Seconds of life, judged by the server's clock alone.
-    public var lifetime: Int64 { expiredAt - serverNow }
+    /// Seconds of life, judged by the server's clock alone. Saturates
+    /// instead of trapping when the two times are far apart (the decoder
+    /// refuses such answers; other sources must not crash the cache either).
+    public var lifetime: Int64 {
+        let (difference, overflow) = expiredAt.subtractingReportingOverflow(serverNow)
+        guard overflow else { return difference }
+        return expiredAt > serverNow ? .max : .min
+    }
 }
 
 /// The token the proxy holds, with its expiry on the local monotonic clock.

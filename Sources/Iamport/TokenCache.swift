@@ -25,6 +25,20 @@ public enum TokenEvent: Sendable, Equatable {
     case fetchFailed(reason: FetchReason, message: String, retryIn: Double)
     /// A 401 for the cached token dropped it.
     case droppedAfterUnauthorized
+    /// The renewal after a 401 returned the same token: the API holds it
+    /// valid, so 401s for it go back to clients for a while, without a fetch.
+    case confirmedAfterUnauthorized(window: Double)
+}
+
+/// What to do with a request the API refused with 401.
+public enum UnauthorizedOutcome: Sendable {
+    /// Send it again, once, with this token (another value than the refused one).
+    case replay(Token)
+    /// The API still holds the token valid: its 401 was about the request,
+    /// not the token. It goes back to the client as it is.
+    case passThrough
+    /// No token could be had.
+    case failed(TokenError)
 }
 
 public struct TokenStatus: Sendable {
@@ -46,7 +60,11 @@ public struct TokenStatus: Sendable {
 /// the remaining life falls below min(60 s, lifetime / 5); a renewal that
 /// does not move `expired_at` is tried again closer to expiry; a failing token
 /// endpoint is retried with exponential backoff up to 30 s, and in between
-/// demands fail fast instead of each causing a fetch.
+/// demands fail fast instead of each causing a fetch. A 401 drops the token
+/// and renews it once, however many requests saw it; when the renewal
+/// returns the same value, the token is confirmed, and for `confirmationWindow`
+/// seconds 401s for it are passed through without a fetch, so a client that
+/// provokes 401s on purpose cannot drive getToken traffic.
 public final class TokenCache: Sendable {
     public typealias Waiter = @Sendable (Result<Token, TokenError>) -> Void
 
@@ -64,6 +82,12 @@ public final class TokenCache: Sendable {
         var timerSerial: UInt64 = 0
         /// Waiters are parked until a dying token has expired (see minimumUsefulLifetime).
         var parked = false
+        /// The token a 401 dropped, until the renewal it started completes:
+        /// a renewal returning the same value confirms it.
+        var refused: Token?
+        /// The token value a renewal after a 401 returned unchanged, and until when
+        /// 401s for it pass through without a fetch.
+        var confirmed: (value: Secret, until: Double)?
     }
 
     static let maxBackoff: Double = 30
@@ -71,6 +95,8 @@ public final class TokenCache: Sendable {
     /// for it to expire and fetches a new one, instead of fetching again and
     /// again while the API keeps returning the dying token.
     static let minimumUsefulLifetime: Int64 = 2
+    /// How long a token confirmed after a 401 stays confirmed.
+    public static let confirmationWindow: Double = 10
 
     private let state = Mutex(State())
     private let source: any TokenSource
@@ -124,24 +150,35 @@ public final class TokenCache: Sendable {
         proceed(next, reason: .demand, completion)
     }
 
-    /// The API answered 401 to a request made with `used`. Drops it if it is
-    /// still the cached token, and answers with a token of another value,
-    /// fetching (once, however many callers) if needed.
-    public func renewAfterUnauthorized(used: Token, _ completion: @escaping Waiter) {
+    /// The API answered 401 to a request made with `used`. Replay with a
+    /// token of another value when there is one (fetching once, however
+    /// many callers, after dropping `used` if it is still the cached token);
+    /// pass the 401 through when the API holds `used` valid: the renewal
+    /// returned it again, now or within the confirmation window.
+    public func renewAfterUnauthorized(used: Token, _ completion: @escaping @Sendable (UnauthorizedOutcome) -> Void) {
         let now = clock.now()
         var dropped = false
-        let next = state.withLock { s -> Next in
-            if let t = s.current {
-                if t.value != used.value, t.isUsable(at: now) { return .deliver(t) }
-                if t.value == used.value {
-                    s.current = nil
-                    dropped = true
-                }
+        let waiter: Waiter = { result in
+            switch result {
+            case .success(let token) where token.value == used.value: completion(.passThrough)
+            case .success(let token): completion(.replay(token))
+            case .failure(let error): completion(.failed(error))
             }
-            return Self.joinOrStartFetch(&s, now: now, reason: .unauthorized, completion)
+        }
+        let next = state.withLock { s -> Next in
+            if let t = s.current, t.isUsable(at: now) {
+                if t.value != used.value { return .deliver(t) }
+                if let c = s.confirmed, c.value == used.value, now < c.until { return .deliver(t) }
+            }
+            if let t = s.current, t.value == used.value {
+                s.current = nil
+                s.refused = t
+                dropped = true
+            }
+            return Self.joinOrStartFetch(&s, now: now, reason: .unauthorized, waiter)
         }
         if dropped { observer(.droppedAfterUnauthorized) }
-        proceed(next, reason: .unauthorized, completion)
+        proceed(next, reason: .unauthorized, waiter)
     }
 
     private enum Next { case deliver(Token), wait, fetch, fail(String) }
@@ -224,6 +261,8 @@ public final class TokenCache: Sendable {
                 events.append(.notExtended(retryIn: at - now))
                 return ([], .failure(.unavailable("")))
             }
+            let refused = s.refused
+            s.refused = nil
             switch result {
             case .success(let issued):
                 s.failures = 0
@@ -231,7 +270,20 @@ public final class TokenCache: Sendable {
                 s.lastError = nil
                 let lifetime = Double(issued.lifetime)
                 let token: Token
-                if let old = s.current, old.value == issued.accessToken {
+                if let refused, refused.value == issued.accessToken {
+                    // Same value after a 401: the API holds it valid. Keep it (its
+                    // expiry too, unless this extended it), without a replay.
+                    if issued.expiredAt <= refused.serverExpiredAt {
+                        token = refused
+                    } else {
+                        token = Token(
+                            value: refused.value, generation: refused.generation, expiresAt: startedAt + lifetime,
+                            serverExpiredAt: issued.expiredAt, issuedLifetime: lifetime)
+                    }
+                    s.confirmed = (refused.value, now + Self.confirmationWindow)
+                    events.append(.fetched(reason: reason, lifetime: issued.lifetime, newValue: false))
+                    events.append(.confirmedAfterUnauthorized(window: Self.confirmationWindow))
+                } else if let old = s.current, old.value == issued.accessToken {
                     if issued.expiredAt <= old.serverExpiredAt {
                         // Not extended (asked before the API's last minute): keep it and
                         // try again halfway to expiry, at most once a second.

@@ -27,7 +27,7 @@ struct LocalAnswers: Sendable {
 
     static func readiness(_ status: TokenStatus, requestID: [UInt8]) -> Response {
         if status.valid {
-            let seconds = Int(status.expiresIn ?? 0)
+            let seconds = wholeSeconds(status.expiresIn ?? 0)
             return json(200, #"{"status":"ready","token_expires_in":\#(seconds)}"#, requestID: requestID)
         }
         let reason = status.lastError ?? (status.fetching ? "fetching the first token" : "no valid token")

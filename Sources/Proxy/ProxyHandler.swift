@@ -152,7 +152,7 @@ public final class ProxyHandler: HTTPHandler {
     func renderMetrics() -> [UInt8] {
         let status = tokens.status()
         metrics.tokenValid.record(status.valid ? 1 : 0)
-        metrics.tokenExpiresIn.record(max(0, status.expiresIn ?? 0))
+        metrics.tokenExpiresIn.record(wholeSeconds(status.expiresIn ?? 0))
         metrics.openConnections.record(server.withLock { $0?.openConnections ?? 0 })
         metrics.upstreamConnections.record(upstreamConnectionsOpened())
         return metrics.render()
@@ -243,21 +243,25 @@ public final class ProxyHandler: HTTPHandler {
         context.upstream.send(exchange.request) { [self] result in
             metrics.upstreamDuration.recordNanoseconds(Int64(MonotonicClock.now() &- started))
             switch result {
-            case .success(let answer) where answer.status == 401 && !exchange.replayed:
+            case .success(let answer) where answer.status == 401 && !exchange.replayed && answer.stream == nil:
                 // The token was refused: renew once (shared by every request that
-                // saw it refused) and replay this request once, with the same body.
-                answer.stream?.cancel()
+                // saw it refused) and replay this request once, with the same body,
+                // unless the API still holds the token valid (TokenCache decides).
+                // (A 401 too large to hold goes back as it is, streamed, below.)
                 var replay = exchange
                 replay.renewed = true
                 replay.replayed = true
                 let renewed = replay
-                tokens.renewAfterUnauthorized(used: token) { result in
+                let refused = exchange
+                tokens.renewAfterUnauthorized(used: token) { outcome in
                     onLoop(context.loop) {
-                        switch result {
-                        case .success(let fresh):
+                        switch outcome {
+                        case .replay(let fresh):
                             self.metrics.replays.increment()
                             self.send(renewed, token: fresh, context: context)
-                        case .failure(let error):
+                        case .passThrough:
+                            self.relay(answer, refused, context: context)
+                        case .failed(let error):
                             var failed = renewed
                             failed.replayed = false
                             self.fail(failed, .tokenUnavailable, error.message, context: context, upstreamStatus: 401)
@@ -265,17 +269,7 @@ public final class ProxyHandler: HTTPHandler {
                     }
                 }
             case .success(let answer):
-                var response = Response(status: answer.status, reason: answer.reason, headerBlock: answer.headerBlock,
-                                        body: answer.body)
-                response.declaredLength = answer.declaredLength
-                response.addHeader("X-Request-Id", bytes: exchange.requestID)
-                if exchange.replayed { response.addHeader("X-Iamport-Proxy-Replayed", "1") }
-                if let stream = answer.stream {
-                    response.streamed = true
-                    finish(exchange, response, streamingFrom: stream, upstreamStatus: answer.status, context: context)
-                } else {
-                    finish(exchange, response, upstreamStatus: answer.status, context: context)
-                }
+                relay(answer, exchange, context: context)
             case .failure(.timeout):
                 fail(exchange, .upstreamTimeout, UpstreamError.timeout.message, context: context)
             case .failure(.unreachable(let message)):
@@ -283,6 +277,22 @@ public final class ProxyHandler: HTTPHandler {
             case .failure(.failed(let message)):
                 fail(exchange, .upstreamFailed, "upstream exchange failed: \(message)", context: context)
             }
+        }
+    }
+
+    /// The upstream's answer, to the client as it is (streamed when too
+    /// large to hold).
+    private func relay(_ answer: UpstreamResponse, _ exchange: Exchange, context: LoopContext) {
+        var response = Response(status: answer.status, reason: answer.reason, headerBlock: answer.headerBlock,
+                                body: answer.body)
+        response.declaredLength = answer.declaredLength
+        response.addHeader("X-Request-Id", bytes: exchange.requestID)
+        if exchange.replayed { response.addHeader("X-Iamport-Proxy-Replayed", "1") }
+        if let stream = answer.stream {
+            response.streamed = true
+            finish(exchange, response, streamingFrom: stream, upstreamStatus: answer.status, context: context)
+        } else {
+            finish(exchange, response, upstreamStatus: answer.status, context: context)
         }
     }
 

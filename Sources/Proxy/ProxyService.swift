@@ -89,16 +89,20 @@ public final class ProxyService: Sendable {
         case .notExtended(let retryIn):
             metrics.tokenFetch(result: "not_extended", reason: FetchReason.refresh.rawValue)
             logger.notice("token renewal did not extend the expiry; trying again closer to it", metadata: [
-                "retry_in_s": "\(Int(retryIn))"
+                "retry_in_s": "\(wholeSeconds(retryIn))"
             ])
         case .fetchFailed(let reason, let message, let retryIn):
             metrics.tokenFetch(result: "failure", reason: reason.rawValue)
             logger.error("token fetch failed", metadata: [
-                "reason": "\(reason.rawValue)", "error": "\(message)", "retry_in_s": "\(Int(retryIn))",
+                "reason": "\(reason.rawValue)", "error": "\(message)", "retry_in_s": "\(wholeSeconds(retryIn))",
             ])
         case .droppedAfterUnauthorized:
             metrics.renewalsAfterUnauthorized.increment()
             logger.notice("the API refused the token (401); renewing it")
+        case .confirmedAfterUnauthorized(let window):
+            logger.notice("the renewal after a 401 returned the same token: 401s for it go back to clients as they are", metadata: [
+                "for_s": "\(wholeSeconds(window))"
+            ])
         }
     }
 }

@@ -86,3 +86,8 @@ final class Collector<T: Sendable>: Sendable {
 func issued(_ value: String, now: Int64 = 1_700_000_000, lifetime: Int64 = 1800) -> IssuedToken {
     IssuedToken(accessToken: Secret(value), serverNow: now, expiredAt: now + lifetime)
 }
+
+extension UnauthorizedOutcome {
+    var isPassThrough: Bool { if case .passThrough = self { true } else { false } }
+    var replayToken: Secret? { if case .replay(let token) = self { token.value } else { nil } }
+}

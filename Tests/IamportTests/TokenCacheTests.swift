@@ -126,21 +126,135 @@ import Testing
         cache.start()
         source.complete(.success(issued("old")))
         let old = try! #require(cache.validToken())
-        let results = Collector<Result<Token, TokenError>>()
+        let results = Collector<UnauthorizedOutcome>()
         DispatchQueue.concurrentPerform(iterations: 50) { _ in
             cache.renewAfterUnauthorized(used: old) { results.add($0) }
         }
         #expect(source.calls == 2, "50 refusals, one renewal")
         source.complete(.success(issued("new")))
         #expect(results.count == 50)
+        #expect(results.all.allSatisfy { $0.replayToken == Secret("new") })
         let fresh = try! #require(cache.validToken())
         #expect(fresh.value == Secret("new"))
         #expect(fresh.generation == old.generation + 1)
         // A late 401 for the old token does not drop the new one.
         cache.renewAfterUnauthorized(used: old) { results.add($0) }
         #expect(source.calls == 2)
-        #expect((try? results.all.last?.get().value) == Secret("new"))
+        #expect(results.all.last?.replayToken == Secret("new"))
         #expect(events.all.filter { $0 == .droppedAfterUnauthorized }.count == 1)
+    }
+
+    @Test func aRenewalReturningTheSameValueConfirmsTheTokenAndPassesTheRefusalThrough() {
+        let clock = ManualClock()
+        let source = ScriptedSource()
+        let events = Collector<TokenEvent>()
+        let cache = TokenCache(source: source, clock: clock) { events.add($0) }
+        cache.start()
+        source.complete(.success(issued("held", now: 1_700_000_000)))
+        let held = try! #require(cache.validToken())
+
+        // The API refused a request but still holds the token valid.
+        let results = Collector<UnauthorizedOutcome>()
+        cache.renewAfterUnauthorized(used: held) { results.add($0) }
+        #expect(source.calls == 2)
+        source.complete(.success(issued("held", now: 1_700_000_005)))  // same expiry: not extended
+        #expect(results.all.map(\.isPassThrough) == [true], "no replay with the same token")
+        let kept = try! #require(cache.validToken(), "the token stays in use")
+        #expect(kept.value == held.value && kept.generation == held.generation)
+        #expect(kept.expiresAt == held.expiresAt)
+        #expect(events.all.contains(.confirmedAfterUnauthorized(window: 10)))
+
+        // For 10 s, more 401s for it pass through at once, without a fetch.
+        for _ in 0..<100 {
+            cache.renewAfterUnauthorized(used: held) { results.add($0) }
+            clock.advance(by: 0.099)
+        }
+        #expect(source.calls == 2)
+        #expect(results.count == 101 && results.all.allSatisfy(\.isPassThrough))
+        #expect(cache.validToken()?.value == held.value)
+
+        // The first 401 after the window renews again.
+        clock.advance(by: 0.2)
+        cache.renewAfterUnauthorized(used: held) { results.add($0) }
+        #expect(source.calls == 3)
+        #expect(results.count == 101, "waits for the renewal")
+        source.complete(.success(issued("held", now: 1_700_000_015)))
+        #expect(results.count == 102 && results.all.last?.isPassThrough == true)
+        #expect(events.all.filter { $0 == .droppedAfterUnauthorized }.count == 2)
+    }
+
+    @Test func aTokenNeverConfirmedGetsItsRenewalAndReplayAtOnce() {
+        let clock = ManualClock()
+        let source = ScriptedSource()
+        let cache = TokenCache(source: source, clock: clock)
+        cache.start()
+        source.complete(.success(issued("revoked")))
+        let revoked = try! #require(cache.validToken())
+        let results = Collector<UnauthorizedOutcome>()
+        cache.renewAfterUnauthorized(used: revoked) { results.add($0) }
+        #expect(source.calls == 2)
+        source.complete(.success(issued("fresh")))
+        #expect(results.all.map(\.replayToken) == [Secret("fresh")])
+    }
+
+    @Test func aConfirmationBelongsToOneTokenValue() {
+        let clock = ManualClock()
+        let source = ScriptedSource()
+        let cache = TokenCache(source: source, clock: clock)
+        cache.start()
+        source.complete(.success(issued("first")))
+        let first = try! #require(cache.validToken())
+        let results = Collector<UnauthorizedOutcome>()
+        cache.renewAfterUnauthorized(used: first) { results.add($0) }
+        source.complete(.success(issued("first")))
+        #expect(results.all.last?.isPassThrough == true)
+        // Within the window the API revokes it: the next 401 passes through (the
+        // window's price), and the first after the window renews and replays.
+        cache.renewAfterUnauthorized(used: first) { results.add($0) }
+        #expect(source.calls == 2 && results.all.last?.isPassThrough == true)
+        clock.advance(by: 10.5)
+        cache.renewAfterUnauthorized(used: first) { results.add($0) }
+        #expect(source.calls == 3)
+        source.complete(.success(issued("second")))
+        #expect(results.all.last?.replayToken == Secret("second"))
+        // The new value was never confirmed: a 401 for it renews at once.
+        let second = try! #require(cache.validToken())
+        cache.renewAfterUnauthorized(used: second) { results.add($0) }
+        #expect(source.calls == 4)
+        source.complete(.success(issued("third")))
+        #expect(results.all.last?.replayToken == Secret("third"))
+    }
+
+    @Test func aFailedRenewalAfterUnauthorizedIsReportedAsFailed() {
+        let clock = ManualClock()
+        let source = ScriptedSource()
+        let cache = TokenCache(source: source, clock: clock)
+        cache.start()
+        source.complete(.success(issued("t")))
+        let token = try! #require(cache.validToken())
+        let results = Collector<UnauthorizedOutcome>()
+        cache.renewAfterUnauthorized(used: token) { results.add($0) }
+        source.complete(.failure(.unavailable("malformed getToken answer: empty access_token")))
+        guard case .failed(let error)? = results.all.last else {
+            Issue.record("\(results.all)")
+            return
+        }
+        #expect(error.message.contains("malformed getToken answer"))
+    }
+
+    @Test func anOverflowingLifetimeFromAnySourceDoesNotTrapTheCache() {
+        // The decoder refuses these; a source that does not must not crash the cache.
+        let clock = ManualClock()
+        let source = ScriptedSource()
+        let cache = TokenCache(source: source, clock: clock)
+        cache.start()
+        source.complete(.success(IssuedToken(accessToken: Secret("t"), serverNow: -1, expiredAt: .max)))
+        let status = cache.status()
+        #expect(status.valid)
+        clock.advance(by: 3600)
+        cache.start()
+        source.complete(.success(IssuedToken(accessToken: Secret("u"), serverNow: .max, expiredAt: .min)))
+        #expect(cache.validToken() != nil || cache.status().lastError != nil)
     }
 
     @Test func failingEndpointBacksOffAndRequestsFailFastMeanwhile() {

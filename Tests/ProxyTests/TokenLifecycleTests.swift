@@ -49,6 +49,8 @@ import Testing
     @Test func aSecondUnauthorizedGoesBackToTheClientAsItIs() throws {
         let h = try Harness()
         defer { h.stop() }
+        // Revoked: the renewal brings a new token, and the replay is refused too.
+        h.fake.revokeTokens()
         let callsBefore = h.fake.apiCalls
         let answer = try h.get("/payments/imp_1", headers: ["X-Fake-Fault": "unauthorized"])
         #expect(answer.status == 401)
@@ -56,6 +58,35 @@ import Testing
         #expect(answer.header("X-Iamport-Proxy-Error") == nil)
         #expect(answer.header("X-Iamport-Proxy-Replayed") == "1")
         #expect(h.fake.apiCalls == callsBefore + 2, "one replay, not more")
+    }
+
+    @Test func deliberateUnauthorizedAnswersCannotDriveGetTokenTraffic() throws {
+        let h = try Harness()
+        defer { h.stop() }
+        // A token the API revoked still gets its renewal and replay at once.
+        h.fake.revokeTokens()
+        let calls = h.fake.getTokenCalls
+        let revoked = try h.get("/payments/imp_revoked")
+        #expect(revoked.status == 200)
+        #expect(revoked.header("X-Iamport-Proxy-Replayed") == "1")
+        #expect(h.fake.getTokenCalls == calls + 1)
+
+        // A client that makes the API answer 401 on purpose, in a loop: the
+        // first 401 renews, gets the same token back, and passes through; the
+        // rest pass through within the 10 s window without a fetch.
+        let before = (getToken: h.fake.getTokenCalls, api: h.fake.apiCalls)
+        for n in 0..<50 {
+            let answer = try h.get("/payments/imp_\(n)", headers: ["X-Fake-Fault": "unauthorized"])
+            #expect(answer.status == 401)
+            #expect(answer.json?["message"] as? String == "Unauthorized")
+            #expect(answer.header("X-Iamport-Proxy-Error") == nil)
+            #expect(answer.header("X-Iamport-Proxy-Replayed") == nil, "same token: no replay")
+        }
+        #expect(h.fake.getTokenCalls - before.getToken <= 2, "getToken calls: \(h.fake.getTokenCalls - before.getToken)")
+        #expect(h.fake.apiCalls - before.api == 50, "no replays")
+        // Everyone else is still served with the same token.
+        #expect(try h.get("/payments/imp_ok").status == 200)
+        #expect(h.fake.issuedTokens.count == 2)
     }
 
     @Test func failingTokenEndpointGivesTokenUnavailableWithTheAPIsMessageAndNotReady() throws {

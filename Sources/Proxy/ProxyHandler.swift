@@ -80,6 +80,7 @@ public final class ProxyHandler: HTTPHandler {
         guard let (error, message) = refusal else { return nil }
         let requestID = requestID(for: head, on: nil)
         let response = error.response(message, requestID: requestID)
+        record(status: response.status, method: head.method)
         logAccess(head: head, requestID: requestID, clientAddress: clientAddress, status: response.status,
                   upstreamStatus: nil, bytes: response.body.count, startedAt: nil, renewed: false, replayed: false,
                   error: error, message: message)
@@ -325,8 +326,7 @@ public final class ProxyHandler: HTTPHandler {
                 "status": "\(status)", "error": "\(kind.rawValue)", "reason": "\(message)", "client": "\(clientAddress)",
             ])
         }
-        let counter = metrics.requestCounter(status: status, method: head?.method ?? .other)
-        counter.increment()
+        record(status: status, method: head?.method ?? .other)
     }
 
     public func serverNotice(_ message: String) {
@@ -400,6 +400,12 @@ public final class ProxyHandler: HTTPHandler {
         }
         counter.increment()
         metrics.requestDuration.recordNanoseconds(Int64(MonotonicClock.now() &- request.receivedAt))
+    }
+
+    /// Counts an answer given before the request reached a loop's handler
+    /// (a refusal): no per-loop cache, no duration.
+    private func record(status: Int, method: Method) {
+        metrics.requestCounter(status: status, method: method).increment()
     }
 
     private func logAccess(

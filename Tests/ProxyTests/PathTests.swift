@@ -137,4 +137,33 @@ import Testing
         let expected = kept.isEmpty ? "/echo/q" : "/echo/q?" + kept
         #expect(Harness.echoed(answer)?.target == expected, "\(query)")
     }
+
+    /// Refusals are answers too: every one is counted by status and method.
+    @Test func everyAnswerIsCounted() throws {
+        let token = "client-token-count-77"
+        let h = try Harness(clientToken: token, allow: ["GET /payments/*"])
+        defer { h.stop() }
+        let auth = "Authorization: Bearer \(token)\r\n"
+        let requests = [
+            "GET /payments/imp_1 HTTP/1.1\r\nHost: a\r\n\r\n",  // 401
+            "GET /payments/..;/x HTTP/1.1\r\nHost: a\r\n\(auth)\r\n",  // 400
+            "DELETE /payments/imp_1 HTTP/1.1\r\nHost: a\r\n\(auth)\r\n",  // 403
+            "get /payments/imp_1 HTTP/1.1\r\nHost: a\r\n\(auth)\r\n",  // 403
+            "GET /users/getToken HTTP/1.1\r\nHost: a\r\n\r\n",  // 405
+            "GET http://other.example/payments/imp_1 HTTP/1.1\r\nHost: a\r\n\r\n",  // 405
+            "GET /payments/imp_1 HTTP/1.1\r\nHost: a\r\n\(auth)\r\n",  // 200
+        ]
+        for request in requests { _ = try h.raw(request) }
+        let metrics = try h.get("/_proxy/metrics").text
+        for line in [
+            #"iamport_proxy_requests_total{status="401",method="GET"} 1"#,
+            #"iamport_proxy_requests_total{status="400",method="GET"} 1"#,
+            #"iamport_proxy_requests_total{status="403",method="DELETE"} 1"#,
+            #"iamport_proxy_requests_total{status="403",method="other"} 1"#,
+            #"iamport_proxy_requests_total{status="405",method="GET"} 2"#,
+            #"iamport_proxy_requests_total{status="200",method="GET"} 1"#,
+        ] {
+            #expect(metrics.split(separator: "\n").contains { $0 == line }, "missing: \(line)")
+        }
+    }
 }

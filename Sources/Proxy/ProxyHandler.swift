@@ -68,7 +68,8 @@ public final class ProxyHandler: HTTPHandler {
                 refusal = nil
             } else if path.isGetToken {
                 // Never forwarded, whatever the method: the body holds imp_secret.
-                refusal = head.method == .post ? nil : Self.getTokenMethodRefusal
+                let notPost = Self.getTokenNotPost
+                refusal = head.method == .post ? nil : (notPost.error, notPost.message)
             } else if !authenticator.isAuthorized(head) {
                 refusal = (.clientUnauthorized, "missing or wrong client token")
             } else if !configuration.allowList.allows(method: head[head.methodRange], canonicalPath: path.canonical) {
@@ -87,9 +88,8 @@ public final class ProxyHandler: HTTPHandler {
         return response
     }
 
-    private static let getTokenMethodRefusal = (
-        ProxyError.notAllowed, "/users/getToken is answered by the proxy for POST only and never forwarded"
-    )
+    private static let getTokenNotPost = Refusal(
+        .notAllowed, "/users/getToken is answered by the proxy for POST only and never forwarded")
 
     struct Refusal: Error {
         let error: ProxyError
@@ -133,7 +133,7 @@ public final class ProxyHandler: HTTPHandler {
         } else if path.isGetToken {
             let answer = head.method == .post
                 ? LocalAnswers.getToken(body: request.body, clientToken: configuration.clientToken, requestID: requestID)
-                : Self.getTokenMethodRefusal.0.response(Self.getTokenMethodRefusal.1, requestID: requestID)
+                : Self.getTokenNotPost.error.response(Self.getTokenNotPost.message, requestID: requestID)
             respond(answer, request, requestID, responder, context: context)
         } else {
             forward(request, path: path, requestID: requestID, context: context, responder: responder)

@@ -17,7 +17,8 @@ struct RequestPath {
         return make(path: head[head.path], query: query, canonical: head.canonicalPath)
     }
 
-    /// Splits and canonicalises a target in origin form (for tests and rules).
+    /// Splits and canonicalises a target in origin form, as the head parser
+    /// does (for tests).
     static func parse(_ target: ArraySlice<UInt8>) -> Result<RequestPath, PathRefusal> {
         let pathEnd = target.firstIndex(of: ASCII.question) ?? target.endIndex
         let path = target[..<pathEnd]

@@ -1,9 +1,10 @@
 // libFuzzer target for the HTTP1 module: the request head parser fed in two
 // pieces (the first input byte picks the split), then the chunked decoder on
 // what follows the head; the same bytes as an upstream's answer head; and as
-// a getToken answer. Built by scripts/fuzz.sh with -sanitize=fuzzer,address
-// together with Sources/HTTP1 and the pure token files of Sources/Iamport
-// (TokenAnswer, Token, Secret); any crash, overflow or broken invariant traps.
+// a getToken answer, and a request path for the path canonicaliser. Built by
+// scripts/fuzz.sh with -sanitize=fuzzer,address together with Sources/HTTP1
+// and the pure token files of Sources/Iamport (TokenAnswer, Token, Secret);
+// any crash, overflow or broken invariant traps.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzHTTP1(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -12,6 +13,7 @@ public func fuzzHTTP1(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
     checkAnswerHead(input)
     checkTokenAnswer(input)
+    checkCanonicalPath(input)
     let limits = Limits(maxHeadBytes: 2048, maxRequestLineBytes: 512, maxHeaderCount: 20, maxBodyBytes: 4096,
                         maxChunkOverheadBytes: 512)
     var parser = HeadParser(limits: limits)
@@ -31,6 +33,9 @@ public func fuzzHTTP1(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         for b in head.bytes[field.value] { precondition(b == 0x09 || b >= 0x20 && b != 0x7F) }
     }
     precondition(head.minorVersion == 0 || head.minorVersion == 1)
+    precondition(head.path.lowerBound >= head.target.lowerBound && head.path.upperBound <= head.target.upperBound)
+    precondition(!head[head.path].contains(UInt8(ascii: "?")))
+    precondition(head.canonicalPath == CanonicalPath.of(head[head.path]), "the parser's canonical form is the path's")
     if head.framing == .chunked {
         var decoder = ChunkedDecoder(limits: limits)
         var body: [UInt8] = []
@@ -80,4 +85,75 @@ func checkTokenAnswer(_ input: [UInt8]) {
     case .failure(let error):
         precondition(!error.message.isEmpty)
     }
+}
+
+/// The path canonicaliser: an accepted path's canonical form is canonical
+/// (canonicalising it again changes nothing), has no `//`, no dot segment,
+/// no escaped unreserved character, no lower-case hex digit, and no byte
+/// outside visible ASCII; and it means the same path: fully decoded with
+/// slashes merged, it equals the input decoded the same way.
+func checkCanonicalPath(_ input: [UInt8]) {
+    let canonical: [UInt8]
+    switch CanonicalPath.of(input[...]) {
+    case .refused:
+        return
+    case .asSent:
+        canonical = input
+    case .rewritten(let bytes):
+        precondition(bytes != input, "rewritten to itself")
+        precondition(bytes.count <= max(input.count, 1))
+        precondition(CanonicalPath.of(bytes[...]) == .asSent, "canonicalising twice changed the path")
+        canonical = bytes
+    }
+    precondition(canonical.first == UInt8(ascii: "/"))
+    var previous: UInt8 = 0
+    var i = 0
+    while i < canonical.count {
+        let b = canonical[i]
+        precondition(b > 0x20 && b < 0x7F && b != UInt8(ascii: "\\"))
+        precondition(!(b == UInt8(ascii: "/") && previous == b), "// in a canonical path")
+        if b == UInt8(ascii: "%") {
+            precondition(i + 2 < canonical.count)
+            let digits = canonical[(i + 1)...(i + 2)]
+            precondition(digits.allSatisfy { ASCII.hexValue($0) != nil && !(0x61...0x66).contains($0) })
+            let decoded = ASCII.hexValue(digits.first!)! << 4 | ASCII.hexValue(digits.last!)!
+            precondition(!CanonicalPath.isUnreserved(decoded), "an escaped unreserved character")
+            precondition(decoded != UInt8(ascii: "/") && decoded != UInt8(ascii: "\\") && decoded >= 0x20 && decoded != 0x7F)
+            i += 3
+            previous = b
+            continue
+        }
+        previous = b
+        i += 1
+    }
+    for segment in canonical.dropFirst().split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
+        var name = decoded(segment)
+        if let end = name.firstIndex(of: UInt8(ascii: ";")) { name = Array(name[..<end]) }
+        precondition(name != [0x2E] && name != [0x2E, 0x2E], "a dot segment in a canonical path")
+    }
+    precondition(mergedSlashes(decoded(canonical[...])) == mergedSlashes(decoded(input.isEmpty ? [0x2F] : input[...])),
+                 "the canonical form means another path")
+}
+
+private func decoded(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
+    var out: [UInt8] = []
+    var i = bytes.startIndex
+    while i < bytes.endIndex {
+        if bytes[i] == UInt8(ascii: "%"), i + 2 < bytes.endIndex, let hi = ASCII.hexValue(bytes[i + 1]),
+            let lo = ASCII.hexValue(bytes[i + 2])
+        {
+            out.append(hi << 4 | lo)
+            i += 3
+        } else {
+            out.append(bytes[i])
+            i += 1
+        }
+    }
+    return out
+}
+
+private func mergedSlashes(_ bytes: [UInt8]) -> [UInt8] {
+    var out: [UInt8] = []
+    for b in bytes where !(b == UInt8(ascii: "/") && out.last == b) { out.append(b) }
+    return out
 }

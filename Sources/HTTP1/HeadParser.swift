@@ -155,13 +155,19 @@ public struct HeadParser: Sendable {
 
         var head = RequestHead(
             bytes: bytes, method: method, methodRange: methodRange, target: target, targetForm: .origin,
-            minorVersion: minor, fields: fields, framing: .none, keepAlive: minor == 1, expectContinue: false,
+            path: target, canonicalPath: .asSent, minorVersion: minor, fields: fields, framing: .none, keepAlive: minor == 1, expectContinue: false,
             connectionOptions: [])
         if let error = interpretFields(&head) { return .failure(error) }
         switch classifyTarget(bytes, target) {
         case .success(let form): head.targetForm = form
         case .failure(let error): return .failure(error)
         }
+        var pathStart = target.lowerBound
+        if case .absolute(_, let path) = head.targetForm { pathStart = path.lowerBound }
+        var pathEnd = pathStart
+        while pathEnd < target.upperBound && buf[pathEnd] != ASCII.question { pathEnd += 1 }
+        head.path = pathStart..<pathEnd
+        head.canonicalPath = CanonicalPath.of(UnsafeBufferPointer(rebasing: buf[pathStart..<pathEnd]))
         return .success(head)
     }
 

@@ -6,6 +6,12 @@ public struct RequestHead: Sendable {
     public var methodRange: Range<Int>
     public var target: Range<Int>
     public var targetForm: TargetForm
+    /// The path part of the target, without the query (empty in absolute
+    /// form without a path).
+    public var path: Range<Int>
+    /// The path in the form every decision about it is taken on, made once
+    /// while parsing (see `CanonicalPath`).
+    public var canonicalPath: CanonicalPath
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     public var minorVersion: Int
     public var fields: [HeaderField]

@@ -3,11 +3,14 @@ import HTTP1
 /// Least privilege: the calls a deployment may make (`--allow 'GET /payments/*'`).
 ///
 /// A rule is a method (or `*`) and a path pattern whose segments are literal,
-/// `*` (exactly one segment) or a final `**` (one or more segments). Paths
-/// are matched after percent-decoding and ignoring ASCII case, and only paths
-/// that `RequestPath` accepted (no dot or empty segments, no encoded
-/// separators) reach the match, so no spelling of a path can match a rule
-/// that the upstream would read as another path.
+/// `*` (exactly one segment) or a final `**` (one or more segments). Both
+/// are matched exactly as written, case included (methods are case-sensitive
+/// tokens, RFC 9110, and so are the API's paths), against the request's
+/// canonical path (`CanonicalPath`: repeated slashes merged, escaped
+/// unreserved characters decoded). Paths that servers could read as another
+/// path (dot segments, encoded separators) are refused before they get here,
+/// so no spelling of a path can match a rule that the upstream would read as
+/// another path.
 public struct AllowList: Sendable {
     public struct Rule: Sendable, CustomStringConvertible {
         let method: [UInt8]?  // nil: any
@@ -38,9 +41,14 @@ public struct AllowList: Sendable {
         guard parts.count == 2 else {
             throw InvalidRule(description: "allow rule '\(spec)' must be 'METHOD /path/pattern'")
         }
-        let methodText = String(parts[0]).uppercased()
+        let methodText = String(parts[0])
         guard methodText == "*" || methodText.utf8.allSatisfy({ ASCII.isTokenChar[Int($0)] }) else {
             throw InvalidRule(description: "allow rule '\(spec)': invalid method")
+        }
+        // A lower-case method matches nothing the API serves: most likely a typo.
+        guard methodText == methodText.uppercased() else {
+            throw InvalidRule(
+                description: "allow rule '\(spec)': methods are case-sensitive; write '\(methodText.uppercased())'")
         }
         let pathText = String(parts[1])
         guard pathText.hasPrefix("/") else {
@@ -60,10 +68,20 @@ public struct AllowList: Sendable {
                 if piece.isEmpty && n != pieces.count - 1 {
                     throw InvalidRule(description: "allow rule '\(spec)': empty path segment")
                 }
-                if piece.contains("*") || piece == "." || piece == ".." {
+                // In the form requests are matched in, and never one the
+                // proxy refuses (a dot segment, an encoded separator, ...).
+                let literal = "/" + piece
+                var canonical = Array(literal.utf8)
+                switch CanonicalPath.of(canonical[...]) {
+                case .asSent: break
+                case .rewritten(let bytes): canonical = bytes
+                case .refused(let why):
+                    throw InvalidRule(description: "allow rule '\(spec)': '\(piece)' is not a valid segment (\(why.message))")
+                }
+                if piece.contains("*") {
                     throw InvalidRule(description: "allow rule '\(spec)': '\(piece)' is not a valid segment")
                 }
-                segments.append(.literal(Array(piece.lowercased().utf8)))
+                segments.append(.literal(Array(canonical.dropFirst())))
             }
         }
         return Rule(
@@ -71,26 +89,35 @@ public struct AllowList: Sendable {
             description: "\(methodText) \(pathText)")
     }
 
-    func allows(method: ArraySlice<UInt8>, path: RequestPath) -> Bool {
-        if rules.isEmpty { return true }  // before decoding the segments: no work without rules
-        let segments = path.segments
+    /// Whether a rule allows `method` on the canonical path `path`. Walks
+    /// the path's segments in place: nothing is allocated.
+    func allows(method: ArraySlice<UInt8>, canonicalPath path: ArraySlice<UInt8>) -> Bool {
+        if rules.isEmpty { return true }
+        let segments = path.dropFirst()  // the leading `/`
         return rules.contains { rule in
-            if let m = rule.method, !method.equalsIgnoringCase(m) { return false }
-            return Self.match(rule.segments[...], segments[...])
+            if let m = rule.method, !method.elementsEqual(m) { return false }
+            return Self.match(rule.segments[...], segments)
         }
     }
 
-    private static func match(_ pattern: ArraySlice<Pattern>, _ path: ArraySlice<[UInt8]>) -> Bool {
-        guard let first = pattern.first else { return path.isEmpty }
+    /// `path`: the rest of the path after a `/` (so one segment at least,
+    /// maybe empty).
+    private static func match(_ pattern: ArraySlice<Pattern>, _ path: ArraySlice<UInt8>?) -> Bool {
+        guard let first = pattern.first else { return path == nil }
+        guard let path else { return false }
+        let end = path.firstIndex(of: ASCII.slash) ?? path.endIndex
+        let segment = path[..<end]
+        let rest = end < path.endIndex ? path[(end + 1)...] : nil
         switch first {
         case .rest:
-            return !path.isEmpty && path.allSatisfy { !$0.isEmpty }
+            // One or more segments, none empty (no trailing slash).
+            return !path.isEmpty && path.last != ASCII.slash
         case .one:
-            guard let segment = path.first, !segment.isEmpty else { return false }
-            return match(pattern.dropFirst(), path.dropFirst())
+            guard !segment.isEmpty else { return false }
+            return match(pattern.dropFirst(), rest)
         case .literal(let literal):
-            guard let segment = path.first, segment.equalsIgnoringCase(literal) else { return false }
-            return match(pattern.dropFirst(), path.dropFirst())
+            guard segment.elementsEqual(literal) else { return false }
+            return match(pattern.dropFirst(), rest)
         }
     }
 }

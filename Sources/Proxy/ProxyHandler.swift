@@ -64,11 +64,15 @@ public final class ProxyHandler: HTTPHandler {
         case .failure(let error):
             refusal = (error.error, error.message)
         case .success(let path):
-            if path.path.starts(with: "/_proxy/".utf8) || isLocalGetToken(head, path) {
+            if path.isLocalEndpoint {
                 refusal = nil
+            } else if path.isGetToken {
+                // Never forwarded, whatever the method: the body holds imp_secret.
+                let notPost = Self.getTokenNotPost
+                refusal = head.method == .post ? nil : (notPost.error, notPost.message)
             } else if !authenticator.isAuthorized(head) {
                 refusal = (.clientUnauthorized, "missing or wrong client token")
-            } else if !configuration.allowList.allows(method: head[head.methodRange], path: path) {
+            } else if !configuration.allowList.allows(method: head[head.methodRange], canonicalPath: path.canonical) {
                 refusal = (.forbidden, "this method and path are not in the allow list")
             } else {
                 refusal = nil
@@ -77,11 +81,15 @@ public final class ProxyHandler: HTTPHandler {
         guard let (error, message) = refusal else { return nil }
         let requestID = requestID(for: head, on: nil)
         let response = error.response(message, requestID: requestID)
+        record(status: response.status, method: head.method)
         logAccess(head: head, requestID: requestID, clientAddress: clientAddress, status: response.status,
                   upstreamStatus: nil, bytes: response.body.count, startedAt: nil, renewed: false, replayed: false,
                   error: error, message: message)
         return response
     }
+
+    private static let getTokenNotPost = Refusal(
+        .notAllowed, "/users/getToken is answered by the proxy for POST only and never forwarded")
 
     struct Refusal: Error {
         let error: ProxyError
@@ -92,28 +100,20 @@ public final class ProxyHandler: HTTPHandler {
         }
     }
 
-    /// The target as a checked path: origin form, or absolute form naming the upstream itself.
+    /// The target as a checked path: origin form, or absolute form naming the
+    /// upstream itself. The head parser made its canonical form already.
     private func target(of head: RequestHead) -> Result<RequestPath, Refusal> {
-        let bytes: ArraySlice<UInt8>
-        switch head.targetForm {
-        case .origin:
-            bytes = head[head.target]
-        case .absolute(let authority, let path):
+        if case .absolute(let authority, _) = head.targetForm {
             // Only the upstream itself may be named (as a client configured to use
             // the proxy as an HTTP proxy would): anything else is another host.
             guard head[authority].equalsIgnoringCase(upstreamAuthority) else {
                 return .failure(Refusal(.notAllowed, "requests for other hosts are refused: this is not an open proxy"))
             }
-            bytes = path.isEmpty ? ArraySlice("/".utf8) : head[path]
         }
-        switch RequestPath.parse(bytes) {
+        switch RequestPath.of(head) {
         case .success(let path): return .success(path)
-        case .failure(.invalid(let why)): return .failure(Refusal(.badRequest, why))
+        case .failure(let why): return .failure(Refusal(.badRequest, why.message))
         }
-    }
-
-    private func isLocalGetToken(_ head: RequestHead, _ path: RequestPath) -> Bool {
-        head.method == .post && path.pathEquals("/users/getToken")
     }
 
     // MARK: - Requests
@@ -128,11 +128,12 @@ public final class ProxyHandler: HTTPHandler {
                     responder, context: context)
             return
         }
-        if path.path.starts(with: "/_proxy/".utf8) {
+        if path.isLocalEndpoint {
             respond(localEndpoint(head, path, requestID: requestID), request, requestID, responder, context: context)
-        } else if isLocalGetToken(head, path) {
-            let answer = LocalAnswers.getToken(
-                body: request.body, clientToken: configuration.clientToken, requestID: requestID)
+        } else if path.isGetToken {
+            let answer = head.method == .post
+                ? LocalAnswers.getToken(body: request.body, clientToken: configuration.clientToken, requestID: requestID)
+                : Self.getTokenNotPost.error.response(Self.getTokenNotPost.message, requestID: requestID)
             respond(answer, request, requestID, responder, context: context)
         } else {
             forward(request, path: path, requestID: requestID, context: context, responder: responder)
@@ -143,9 +144,9 @@ public final class ProxyHandler: HTTPHandler {
         guard head.method == .get || head.method == .head else {
             return ProxyError.notAllowed.response("local endpoints answer GET and HEAD only", requestID: requestID)
         }
-        if path.pathEquals("/_proxy/healthz") { return LocalAnswers.health(requestID: requestID) }
-        if path.pathEquals("/_proxy/readyz") { return LocalAnswers.readiness(tokens.status(), requestID: requestID) }
-        if path.pathEquals("/_proxy/metrics") { return LocalAnswers.metrics(renderMetrics(), requestID: requestID) }
+        if path.canonicalEquals("/_proxy/healthz") { return LocalAnswers.health(requestID: requestID) }
+        if path.canonicalEquals("/_proxy/readyz") { return LocalAnswers.readiness(tokens.status(), requestID: requestID) }
+        if path.canonicalEquals("/_proxy/metrics") { return LocalAnswers.metrics(renderMetrics(), requestID: requestID) }
         return ProxyError.notFound.response("no such local endpoint", requestID: requestID)
     }
 
@@ -360,8 +361,7 @@ public final class ProxyHandler: HTTPHandler {
                 "status": "\(status)", "error": "\(kind.rawValue)", "reason": "\(message)", "client": "\(clientAddress)",
             ])
         }
-        let counter = metrics.requestCounter(status: status, method: head?.method ?? .other)
-        counter.increment()
+        record(status: status, method: head?.method ?? .other)
     }
 
     public func serverNotice(_ message: String) {
@@ -435,6 +435,12 @@ public final class ProxyHandler: HTTPHandler {
         }
         counter.increment()
         metrics.requestDuration.recordNanoseconds(Int64(MonotonicClock.now() &- request.receivedAt))
+    }
+
+    /// Counts an answer given before the request reached a loop's handler
+    /// (a refusal): no per-loop cache, no duration.
+    private func record(status: Int, method: Method) {
+        metrics.requestCounter(status: status, method: method).increment()
     }
 
     private func logAccess(

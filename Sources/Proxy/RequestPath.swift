@@ -1,68 +1,81 @@
 import HTTP1
 
-/// The path and query of a request, checked so that what is matched
-/// (allowlist, local routes) is what the upstream will see.
+/// The path and query of a request: as sent (what the upstream receives) and
+/// in canonical form (what every decision is taken on, see `CanonicalPath`).
 struct RequestPath {
     /// Path bytes as received (percent-encoding kept), starting with `/`.
     var path: ArraySlice<UInt8>
     /// Query without `?`, or nil.
     var query: ArraySlice<UInt8>?
+    /// The canonical path: `path` itself when it is already canonical.
+    var canonical: ArraySlice<UInt8>
 
-    enum Failure: Error { case invalid(String) }
+    /// The request's path, canonicalised once by the head parser.
+    static func of(_ head: RequestHead) -> Result<RequestPath, PathRefusal> {
+        let query = head.path.upperBound < head.target.upperBound
+            ? head[(head.path.upperBound + 1)..<head.target.upperBound] : nil
+        return make(path: head[head.path], query: query, canonical: head.canonicalPath)
+    }
 
-    /// Splits the target and refuses paths that different parsers could read
-    /// differently: dot segments, empty segments, encoded `/` `\` `.` or NUL,
-    /// backslashes and malformed escapes.
-    static func parse(_ target: ArraySlice<UInt8>) -> Result<RequestPath, Failure> {
-        var pathEnd = target.endIndex
-        if let q = target.firstIndex(of: ASCII.question) { pathEnd = q }
-        let path = target[target.startIndex..<pathEnd]
+    /// Splits and canonicalises a target in origin form, as the head parser
+    /// does (for tests).
+    static func parse(_ target: ArraySlice<UInt8>) -> Result<RequestPath, PathRefusal> {
+        let pathEnd = target.firstIndex(of: ASCII.question) ?? target.endIndex
+        let path = target[..<pathEnd]
         let query = pathEnd < target.endIndex ? target[(pathEnd + 1)...] : nil
-        guard path.first == ASCII.slash else { return .failure(.invalid("path must start with /")) }
-        var segmentStart = path.startIndex + 1
-        var i = segmentStart
-        while i <= path.endIndex {
-            if i == path.endIndex || path[i] == ASCII.slash {
-                let segment = path[segmentStart..<i]
-                if segment.isEmpty && i != path.endIndex { return .failure(.invalid("empty path segment")) }
-                if isDotSegment(segment) { return .failure(.invalid("dot segment in path")) }
-                segmentStart = i + 1
-            } else if path[i] == ASCII.backslash {
-                return .failure(.invalid("backslash in path"))
-            } else if path[i] == ASCII.percent {
-                guard i + 2 < path.endIndex, let hi = ASCII.hexValue(path[i + 1]), let lo = ASCII.hexValue(path[i + 2])
-                else { return .failure(.invalid("malformed percent-encoding in path")) }
-                let decoded = hi << 4 | lo
-                if decoded == ASCII.slash || decoded == ASCII.backslash || decoded == 0 {
-                    return .failure(.invalid("encoded separator or NUL in path"))
-                }
-            }
-            i += 1
-        }
-        return .success(RequestPath(path: path, query: query))
+        return make(path: path, query: query, canonical: CanonicalPath.of(path))
     }
 
-    /// `.` or `..`, in any mix of literal and `%2E` dots; decoded on the fly
-    /// (this runs for every segment of every request).
-    private static func isDotSegment(_ segment: ArraySlice<UInt8>) -> Bool {
-        var dots = 0
-        var i = segment.startIndex
-        while i < segment.endIndex {
-            if segment[i] == ASCII.dot {
-                i += 1
-            } else if segment[i] == ASCII.percent, i + 2 < segment.endIndex, segment[i + 1] == UInt8(ascii: "2"),
-                ASCII.lower(segment[i + 2]) == UInt8(ascii: "e")
-            {
-                i += 3
-            } else {
-                return false
-            }
-            dots += 1
-            if dots > 2 { return false }
+    private static func make(path: ArraySlice<UInt8>, query: ArraySlice<UInt8>?, canonical: CanonicalPath)
+        -> Result<RequestPath, PathRefusal>
+    {
+        switch canonical {
+        case .asSent: return .success(RequestPath(path: path, query: query, canonical: path))
+        case .rewritten(let bytes):
+            // An absolute-form target without a path is sent as `/`.
+            let sent = path.isEmpty ? bytes[...] : path
+            return .success(RequestPath(path: sent, query: query, canonical: bytes[...]))
+        case .refused(let refusal): return .failure(refusal)
         }
-        return dots > 0
     }
 
+    /// Under `/_proxy/`: answered by the proxy, never forwarded.
+    var isLocalEndpoint: Bool { canonical.starts(with: "/_proxy/".utf8) }
+
+    func canonicalEquals(_ literal: StaticString) -> Bool {
+        literal.withUTF8Buffer { canonical.elementsEqual($0) }
+    }
+
+    /// `/users/getToken` in any spelling a server might route there: any
+    /// case, `;` parameters on either segment, a trailing slash (repeated
+    /// slashes and escapes are gone from the canonical form already). Such a
+    /// request is never forwarded: its body holds the caller's `imp_secret`.
+    var isGetToken: Bool {
+        var rest = canonical.dropFirst()  // the leading `/`
+        guard Self.takeSegment(&rest, equalTo: "users"), Self.takeSegment(&rest, equalTo: "gettoken") else {
+            return false
+        }
+        return rest.isEmpty
+    }
+
+    /// Consumes one segment whose name (before `;` or `%3B`) is `lowercased`
+    /// ignoring case, and the `/` after it.
+    private static func takeSegment(_ rest: inout ArraySlice<UInt8>, equalTo lowercased: StaticString) -> Bool {
+        let end = rest.firstIndex(of: ASCII.slash) ?? rest.endIndex
+        let segment = rest[..<end]
+        // Escapes in the canonical form have upper-case hex digits.
+        var nameEnd = segment.startIndex
+        while nameEnd < segment.endIndex && segment[nameEnd] != ASCII.semicolon
+            && !(segment[nameEnd] == ASCII.percent && segment[(nameEnd + 1)...].starts(with: "3B".utf8))
+        {
+            nameEnd += 1
+        }
+        guard segment[..<nameEnd].equalsLowercased(lowercased) else { return false }
+        rest = end < rest.endIndex ? rest[(end + 1)...] : rest[end...]
+        return true
+    }
+
+    /// Percent-decodes `bytes` (malformed escapes are kept as they are).
     static func percentDecoded(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
@@ -81,51 +94,82 @@ struct RequestPath {
         return out
     }
 
-    /// The decoded segments, for matching.
-    var segments: [[UInt8]] {
-        path.dropFirst().split(separator: ASCII.slash, omittingEmptySubsequences: false).map {
-            RequestPath.percentDecoded($0)
-        }
-    }
-
-    func pathEquals(_ literal: StaticString) -> Bool {
-        literal.withUTF8Buffer { path.elementsEqual($0) }
-    }
-
-    /// Path and query as forwarded: the query without `_token` parameters
-    /// (an old way of passing the token, which the proxy replaces).
+    /// Path and query as forwarded: the path as sent, the query without its
+    /// `_token` parameters (an old way of passing the token, which the proxy
+    /// replaces).
     func forwardedPathAndQuery() -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(path.count + 1 + (query?.count ?? 0))
         out.append(contentsOf: path)
         guard let query else { return out }
-        if !query.containsTokenParameter() {
+        guard query.containsTokenParameter() else {
             out.append(ASCII.question)
             out.append(contentsOf: query)
             return out
         }
-        var kept: [ArraySlice<UInt8>] = []
-        for parameter in query.split(separator: ASCII.ampersand, omittingEmptySubsequences: false)
-        where !RequestPath.isTokenParameter(parameter) {
-            kept.append(parameter)
-        }
-        if kept.isEmpty { return out }
-        out.append(ASCII.question)
-        for (n, parameter) in kept.enumerated() {
-            if n > 0 { out.append(ASCII.ampersand) }
-            out.append(contentsOf: parameter)
+        // Kept parameters, each with the separator that came before it.
+        var kept = 0
+        var start = query.startIndex
+        for i in query.startIndex...query.endIndex where i == query.endIndex || Self.isSeparator(query[i]) {
+            let parameter = query[start..<i]
+            if !Self.isTokenParameter(parameter) {
+                out.append(kept == 0 ? ASCII.question : query[start - 1])
+                out.append(contentsOf: parameter)
+                kept += 1
+            }
+            start = i + 1
         }
         return out
     }
+
+    /// `&`, and `;`, which some servers also split a query on.
+    static func isSeparator(_ b: UInt8) -> Bool { b == ASCII.ampersand || b == ASCII.semicolon }
 }
 
 extension RequestPath {
-    /// A `_token=…` parameter (the name possibly percent-encoded).
+    /// A parameter a server might read as `_token`: its name decoded
+    /// (escapes with hex digits in either case, `+` as a space) is `_token`
+    /// in any case, PHP's `.token` too, with spaces around it and maybe `[…]`
+    /// after it. Decoded on the fly: this runs for every parameter of every
+    /// request.
     static func isTokenParameter(_ parameter: ArraySlice<UInt8>) -> Bool {
         let name = parameter.prefix { $0 != ASCII.equals }
-        // Cheap test first: a plain `_token` or anything with an escape in it.
-        if name.count != 6 && !name.contains(ASCII.percent) { return false }
-        return RequestPath.percentDecoded(name).elementsEqual("_token".utf8)
+        // Cheap test first: a name too short is not `_token`, however written.
+        if name.count < 6 { return false }
+        var decoded = FormDecodedBytes(name)
+        var b = decoded.next()
+        while b == ASCII.space { b = decoded.next() }
+        guard b == UInt8(ascii: "_") || b == ASCII.dot else { return false }
+        for expected in "token".utf8 {
+            guard let next = decoded.next(), ASCII.lower(next) == expected else { return false }
+        }
+        b = decoded.next()
+        while b == ASCII.space { b = decoded.next() }
+        return b == nil || b == UInt8(ascii: "[")
+    }
+}
+
+/// The bytes of a form-encoded name, decoded one at a time without a copy.
+private struct FormDecodedBytes: IteratorProtocol {
+    let bytes: ArraySlice<UInt8>
+    var i: Int
+
+    init(_ bytes: ArraySlice<UInt8>) {
+        self.bytes = bytes
+        i = bytes.startIndex
+    }
+
+    mutating func next() -> UInt8? {
+        guard i < bytes.endIndex else { return nil }
+        let b = bytes[i]
+        if b == ASCII.percent, i + 2 < bytes.endIndex, let hi = ASCII.hexValue(bytes[i + 1]),
+            let lo = ASCII.hexValue(bytes[i + 2])
+        {
+            i += 3
+            return hi << 4 | lo
+        }
+        i += 1
+        return b == UInt8(ascii: "+") ? ASCII.space : b
     }
 }
 
@@ -133,7 +177,7 @@ extension ArraySlice where Element == UInt8 {
     /// Without splitting (which would allocate): most queries have no `_token`.
     fileprivate func containsTokenParameter() -> Bool {
         var start = startIndex
-        for i in startIndex...endIndex where i == endIndex || self[i] == ASCII.ampersand {
+        for i in startIndex...endIndex where i == endIndex || RequestPath.isSeparator(self[i]) {
             if RequestPath.isTokenParameter(self[start..<i]) { return true }
             start = i + 1
         }

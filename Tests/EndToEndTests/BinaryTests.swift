@@ -130,6 +130,42 @@ import Testing
         #expect(h.fake.getTokenCalls >= 2)
         #expect(h.stop() == 0)
     }
+
+    /// The path rules through the real binary: django-iamport's
+    /// `//users/getToken` answered locally, look-alikes never forwarded,
+    /// ambiguous paths refused, an exact allow list, `_token` spellings
+    /// dropped, and every refusal counted.
+    @Test func pathsAreDecidedOnTheirCanonicalForm() throws {
+        let h = try BinaryHarness(arguments: ["--allow", "GET /payments/*", "--allow", "GET /echo/*"])
+        #expect(h.waitUntilReady())
+        let secret = "django-secret-4be1"
+        let body = #"{"imp_key":"app","imp_secret":"\#(secret)"}"#
+        let django = try HTTPTestClient.post(port: h.port, "//users/getToken", json: body)
+        #expect(django.status == 200, "\(django)")
+        #expect((django.json?["response"] as? [String: Any])?["access_token"] is String)
+        let lookAlike = try HTTPTestClient.request(
+            port: h.port, "PUT /Users/GETTOKEN/ HTTP/1.1\r\nHost: a\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+        #expect(lookAlike.status == 405)
+        #expect(lookAlike.header("X-Iamport-Proxy-Error") == "not_allowed")
+        #expect(try HTTPTestClient.get(port: h.port, "/payments/..;/users/me").status == 400)
+        #expect(try HTTPTestClient.request(port: h.port, "get /payments/imp_1 HTTP/1.1\r\nHost: a\r\n\r\n").status == 403)
+        #expect(try HTTPTestClient.get(port: h.port, "/PAYMENTS/imp_1").status == 403)
+        #expect(try HTTPTestClient.get(port: h.port, "//payments/imp_1").status != 403)
+        #expect(h.fake.recorded.last?.target == "//payments/imp_1", "forwarded as sent")
+        let echoed = try HTTPTestClient.get(port: h.port, "/echo/q?%5FTOKEN%5B%5D=x&a=1")
+        #expect((echoed.json?["response"] as? [String: Any])?["target"] as? String == "/echo/q?a=1")
+        let metrics = try HTTPTestClient.get(port: h.port, "/_proxy/metrics").text
+        for line in [#"iamport_proxy_requests_total{status="405",method="PUT"} 1"#,
+                     #"iamport_proxy_requests_total{status="400",method="GET"} 1"#,
+                     #"iamport_proxy_requests_total{status="403",method="other"} 1"#,
+                     #"iamport_proxy_requests_total{status="403",method="GET"} 1"#] {
+            #expect(metrics.contains(line), "missing: \(line)")
+        }
+        #expect(h.fake.getTokenCalls == 1, "only the proxy's own fetch")
+        #expect(h.fake.recorded.filter { $0.target.lowercased().contains("token") && !$0.target.contains("_token") }.count == 1)
+        #expect(h.stop() == 0)
+        #expect(!h.proxy.text.contains(secret))
+    }
 }
 
 @Suite(.serialized) struct ConfigurationTests {
@@ -152,6 +188,7 @@ import Testing
         (["--log-level", "loud"], "", "IAMPORT_PROXY_LOG_LEVEL / --log-level"),
         (["--log-format", "xml"], "", "IAMPORT_PROXY_LOG_FORMAT / --log-format"),
         (["--allow", "GET"], "", "IAMPORT_PROXY_ALLOW / --allow"),
+        (["--allow", "get /payments/*"], "", "methods are case-sensitive; write 'GET'"),
         (["--upstream-ca-file", "/nonexistent/ca.pem"], "", "IAMPORT_PROXY_UPSTREAM_CA_FILE"),
         (["--api-secret-file", "/nonexistent/secret"], "", "--api-secret-file"),
         (["--no-such-flag"], "", "no-such-flag"),

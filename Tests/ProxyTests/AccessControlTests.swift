@@ -7,7 +7,7 @@ import Testing
     func allows(_ rules: [String], _ method: String, _ target: String) throws -> Bool {
         let list = try AllowList(rules)
         guard case .success(let path) = RequestPath.parse(Array(target.utf8)[...]) else { return false }
-        return list.allows(method: Array(method.utf8)[...], path: path)
+        return list.allows(method: Array(method.utf8)[...], canonicalPath: path.canonical)
     }
 
     @Test func matchesMethodAndPattern() throws {
@@ -26,18 +26,34 @@ import Testing
         #expect(try allows([], "DELETE", "/anything"), "no rules: everything")
     }
 
-    @Test func percentEncodingAndCaseAreNormalisedNotTrusted() throws {
-        let rules = ["GET /payments/*"]
+    @Test func matchingIsExactOnTheCanonicalForm() throws {
+        let rules = ["GET /payments/*", "POST /payments/cancel"]
         #expect(try allows(rules, "GET", "/%70ayments/imp_1"), "encoded letters decode to the same path")
-        #expect(try allows(rules, "get", "/PAYMENTS/imp_1"), "a case the upstream may accept matches the same rule")
-        #expect(try !allows(rules, "POST", "/%70ayments/cancel"))
+        #expect(try allows(rules, "GET", "//payments//imp_1"), "repeated slashes are one")
+        #expect(try allows(rules, "GET", "/payments/imp_1;v=1"), "parameters stay in the segment * matches")
+        #expect(try !allows(rules, "get", "/payments/imp_1"), "methods are case-sensitive")
+        #expect(try !allows(rules, "Post", "/payments/cancel"))
+        #expect(try !allows(rules, "GET", "/PAYMENTS/imp_1"), "so are paths")
+        #expect(try !allows(rules, "GET", "/%50ayments/imp_1"))
+        #expect(try !allows(rules, "POST", "/%70ayments/cancel;x"), "a literal segment matches only itself")
+        #expect(try !allows(rules, "POST", "/%70ayments/Cancel"))
+        #expect(try allows(rules, "POST", "/%70ayments/%63ancel"))
+        // Rules are put in canonical form too.
+        #expect(try allows(["GET /%70ayments/a%3ab"], "GET", "/payments/a%3Ab"))
+        #expect(try allows(["GET /payments/a%3Ab"], "GET", "/payments/a%3ab"))
+        #expect(try !allows(["GET /payments/a%3Ab"], "GET", "/payments/a:b"), "a reserved character is not its escape")
+        #expect(try allows(["GET /payments/"], "GET", "/payments//"))
+        #expect(try !allows(["GET /payments/**"], "GET", "/payments/a/"), "** matches no empty segment")
     }
 
     @Test func pathsThatCouldBeReadTwoWaysAreRefusedBeforeMatching() {
         for target in ["/payments/../users/getToken", "/payments/%2e%2e/cancel", "/payments/%2E./cancel",
-                       "/payments//cancel", "/payments%2fcancel", "/payments%2Fcancel", "/payments/./x",
+                       "/payments%2fcancel", "/payments%2Fcancel", "/payments/./x",
                        "/payments\\cancel", "/payments/%5ccancel", "/payments/%00", "/payments/%zz", "/payments/%2",
-                       "/payments/.%2E/cancel", "/payments/%2e/x", "/payments/..", "/payments/%2e%2E"] {
+                       "/payments/.%2E/cancel", "/payments/%2e/x", "/payments/..", "/payments/%2e%2E",
+                       "/payments/..;/x", "/payments/.;/x", "/payments/%2e%2e;/x", "/payments/..;x", "/payments/.%3Bx",
+                       "/payments/%2E%3b", "/payments/;x/y", "/payments/%3B", "/payments/x%0a", "/payments/x%7f",
+                       "/payments/x%1F", "payments/x", "/payments/x y"] {
             guard case .failure = RequestPath.parse(Array(target.utf8)[...]) else {
                 Issue.record("\(target) accepted")
                 continue
@@ -47,7 +63,8 @@ import Testing
 
     @Test func segmentsThatOnlyLookLikeDotsAreKept() {
         for target in ["/payments/...", "/payments/.x", "/payments/x.", "/payments/%2e%2ex", "/payments/%2e%2e%2e",
-                       "/payments/%2d", "/payments/.well"] {
+                       "/payments/%2d", "/payments/.well", "/payments/x;..", "/payments/x;.", "/payments/...;x",
+                       "/payments//x", "/payments/x//"] {
             guard case .success = RequestPath.parse(Array(target.utf8)[...]) else {
                 Issue.record("\(target) refused")
                 continue
@@ -56,8 +73,41 @@ import Testing
     }
 
     @Test func invalidRulesAreConfigurationErrors() {
-        for rule in ["GET", "GET payments/*", "GET /a/**/b", "GET /a//b", "GET /a/x*", "G(T /a", "GET /a/.."] {
+        for rule in ["GET", "GET payments/*", "GET /a/**/b", "GET /a//b", "GET /a/x*", "G(T /a", "GET /a/..",
+                     "get /payments/*", "Get /a", "GET /a/..;x", "GET /a/%2e", "GET /a/%2F", "GET /a/%zz"] {
             #expect(throws: AllowList.InvalidRule.self, "\(rule)") { try AllowList([rule]) }
+        }
+        let lowercase = #expect(throws: AllowList.InvalidRule.self) { try AllowList(["get /payments/*"]) }
+        #expect(lowercase?.description.contains("write 'GET'") == true, "\(String(describing: lowercase))")
+    }
+
+    @Test(arguments: [
+        ("/payments/imp_1", "/payments/imp_1"), ("//users//getToken/", "/users/getToken/"),
+        ("/%70ayments/%7e%2D%2e%5F", "/payments/~-._"), ("/a/%3a%3B%e2%82%ac", "/a/%3A%3B%E2%82%AC"),
+        ("/a/b;c=%2d", "/a/b;c=-"), ("///", "/"),
+    ])
+    func canonicalForm(target: String, canonical: String) throws {
+        guard case .success(let path) = RequestPath.parse(Array(target.utf8)[...]) else {
+            Issue.record("\(target) refused")
+            return
+        }
+        #expect(String(decoding: path.canonical, as: UTF8.self) == canonical)
+        #expect(String(decoding: path.path, as: UTF8.self) == target, "the path as sent is kept for the upstream")
+    }
+
+    @Test func getTokenIsRecognisedInAnySpelling() {
+        func isGetToken(_ target: String) -> Bool {
+            guard case .success(let path) = RequestPath.parse(Array(target.utf8)[...]) else { return false }
+            return path.isGetToken
+        }
+        for target in ["/users/getToken", "/users/GETTOKEN", "//users//getToken//", "/users/getToke%6E",
+                       "/users/getToken;a=b", "/users;a/getToken", "/users/getToken%3Bx", "/users/getToken%3bx",
+                       "/Users/gEtToKeN/", "/users/getToken?x=1"] {
+            #expect(isGetToken(target), "\(target)")
+        }
+        for target in ["/users/getTokens", "/users/getToken/x", "/user/getToken", "/users/x/getToken",
+                       "/api/users/getToken", "/users/get%54oken2", "/users", "/", "/users/getToken%3Ax"] {
+            #expect(!isGetToken(target), "\(target)")
         }
     }
 

@@ -25,7 +25,8 @@ import Testing
         ("GET http://evil.example/payments/x HTTP/1.1\r\nHost: evil.example\r\n\r\n", 405, "not_allowed"),
         ("GET /payments/../users/getToken HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_request"),
         ("GET /payments/%2e%2e/x HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_request"),
-        ("GET /payments//x HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_request"),
+        ("GET /payments/..;/x HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_request"),
+        ("GET /payments/x%00 HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_request"),
         ("GET /payments%2Fx HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_request"),
         ("GET /payments\\x HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_request"),
     ])

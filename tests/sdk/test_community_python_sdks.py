@@ -57,8 +57,7 @@ def test_async_iamport(fake):
 # with `/`: with its own form of the URL it asks for `//users/getToken`.
 @pytest.mark.parametrize("endpoint_suffix", [
     "",
-    pytest.param("/", marks=pytest.mark.xfail(
-        strict=True, reason="the proxy does not yet accept repeated slashes in a path (`//users/getToken`)")),
+    "/",
 ])
 def test_django_iamport(fake, endpoint_suffix):
     from django.conf import settings

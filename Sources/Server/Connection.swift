@@ -204,8 +204,9 @@ final class Connection: EventHandler, @unchecked Sendable {
         }
         if let refusal = server.handler.screen(parsed, clientAddress: clientAddress) {
             // The body, if any, stays unread: the connection cannot be reused;
-            // nor after a malformed request or one for another host.
-            startResponse(refusal, forceClose: parsed.framing != .none || refusal.status == 400 || refusal.status == 405)
+            // nor after a request for another host. A refused path (400) or
+            // client token (401) or call (403) leaves it open, as SPEC says.
+            startResponse(refusal, forceClose: parsed.framing != .none || refusal.status == 405)
             return false
         }
         switch parsed.framing {

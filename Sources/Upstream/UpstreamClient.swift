@@ -123,8 +123,12 @@ public final class UpstreamClient: @unchecked Sendable {
         start(exchange)
     }
 
+    /// Every method takes a kept-alive connection when there is one (most
+    /// recently used first): a payment call is as fast as a read. What makes
+    /// that safe is `broken`: a request is never re-sent unless re-sending it
+    /// cannot apply it twice.
     private func start(_ exchange: UpstreamExchange) {
-        if exchange.request.method.isSafe && !exchange.retried, let connection = takeIdle() {
+        if !exchange.retried, let connection = takeIdle() {
             attach(exchange, to: connection)
             write(connection)
         } else {
@@ -613,13 +617,12 @@ public final class UpstreamClient: @unchecked Sendable {
         finish(exchange, .failure(.failed("the answer was not wanted any more")))
     }
 
-    /// The whole answer is in. The connection of a non-idempotent request was
-    /// opened for it alone and closes with it: parking it would grow the pool
-    /// by one connection per POST.
+    /// The whole answer is in: the connection goes back to the pool when
+    /// it can carry another request.
     private func complete(_ connection: UpstreamConnection, _ exchange: UpstreamExchange, reusable: Bool) {
         let answer = exchange.answer!
         exchange.answer = nil
-        if reusable && exchange.request.method.isSafe {
+        if reusable {
             park(connection)
         } else {
             close(connection)
@@ -627,15 +630,25 @@ public final class UpstreamClient: @unchecked Sendable {
         finish(exchange, .success(answer))
     }
 
-    /// The connection broke. A safe request that met a reused connection
-    /// before any byte of an answer goes once more, on a fresh connection
-    /// (the server may have closed it while idle); anything else fails.
+    /// The connection broke. A GET, HEAD or OPTIONS that met a reused
+    /// connection before any byte of an answer goes once more, on a fresh
+    /// connection (the server may have closed it while idle). Anything else
+    /// fails: a POST, PUT, PATCH or DELETE whose request may have reached the
+    /// server is never sent again, whatever the connection, and the message
+    /// says its outcome is unknown.
     private func broken(_ connection: UpstreamConnection, _ exchange: UpstreamExchange, _ why: String) {
-        if connection.reused && !exchange.receivedAny && exchange.request.method.isSafe && !exchange.retried {
+        let method = exchange.request.method
+        let retriable = method == .get || method == .head || method == .options
+        if connection.reused && !exchange.receivedAny && retriable && !exchange.retried {
             close(connection)
             exchange.retried = true
             exchange.resetProgress()
             connect(for: exchange)
+            return
+        }
+        if !retriable && !exchange.receivedAny {
+            fail(connection, exchange, .failed(
+                "\(why); the request was not re-sent, and may or may not have been applied"))
             return
         }
         fail(connection, exchange, .failed(why))

@@ -1,5 +1,3 @@
-import Dispatch
-import EventLoops
 import Foundation
 import HTTP1
 import Synchronization
@@ -19,17 +17,8 @@ private final class ClosingUpstream: @unchecked Sendable {
 
     init(readsSecond: Bool) throws {
         self.readsSecond = readsSecond
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        listen(fd, 16)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        port = Int(UInt16(bigEndian: address.sin_port))
+        let (fd, port) = TestListener.open()
+        self.port = port
         listener = fd
         Thread { [self] in
             while true {
@@ -91,60 +80,46 @@ private final class ClosingUpstream: @unchecked Sendable {
 /// byte gets 502 upstream_failed and is never re-sent; GET, HEAD and OPTIONS
 /// are retried once on a fresh connection.
 @Suite(.serialized) struct PaymentReuseTests {
-    private func send(_ client: UpstreamClient, _ loop: EventLoop, _ method: HTTP1.Method, _ path: String)
+    private func send(_ rig: UpstreamTestLoop, _ method: HTTP1.Method, _ path: String)
         -> Result<UpstreamResponse, UpstreamError>?
     {
-        let outcome = Mutex<Result<UpstreamResponse, UpstreamError>?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        loop.execute {
-            let body: [UInt8]? = method == .post ? Array(#"{"imp_uid":"imp_1"}"#.utf8) : nil
-            let request = UpstreamRequest(
-                method: method, methodName: method == .post ? "POST" : "GET", pathAndQuery: Array(path.utf8),
-                headerLines: [], body: body)
-            client.send(request) { result in
-                outcome.withLock { $0 = result }
-                done.signal()
-            }
-        }
-        _ = done.wait(timeout: .now() + 5)
-        return outcome.withLock { $0 }
+        let body: [UInt8]? = method == .post ? Array(#"{"imp_uid":"imp_1"}"#.utf8) : nil
+        return rig.send(UpstreamRequest(
+            method: method, methodName: method == .post ? "POST" : "GET", pathAndQuery: Array(path.utf8),
+            headerLines: [], body: body))
     }
 
     @Test(arguments: [true, false])
     func aPaymentCallOnAConnectionTheServerClosesIsNeverSentTwice(serverReadsIt: Bool) throws {
         let upstream = try ClosingUpstream(readsSecond: serverReadsIt)
         defer { upstream.stop() }
-        let loop = try EventLoop(index: 0)
-        loop.start()
-        defer { loop.stopAndJoin() }
-        let client = UpstreamClient(
-            loop: loop, configuration: UpstreamConfiguration(baseURL: "http://127.0.0.1:\(upstream.port)", timeoutMilliseconds: 3000))
-        defer { loop.execute { client.close() } }
+        let rig = try UpstreamTestLoop(UpstreamConfiguration(baseURL: "http://127.0.0.1:\(upstream.port)", timeoutMilliseconds: 3000))
+        defer { rig.stop() }
 
         // A POST's connection goes back to the pool, and the next POST takes it.
-        guard case .success(let first)? = send(client, loop, .post, "/payments/prepare") else {
+        guard case .success(let first)? = send(rig, .post, "/payments/prepare") else {
             Issue.record("the first POST failed")
             return
         }
         #expect(first.status == 200)
         if !serverReadsIt { Thread.sleep(forTimeInterval: 0.05) }  // taken just before the server's close
-        let second = send(client, loop, .post, "/payments/cancel")
+        let second = send(rig, .post, "/payments/cancel")
         guard case .failure(.failed(let why))? = second else {
             Issue.record("expected 502 upstream_failed, got \(String(describing: second))")
             return
         }
         #expect(why.contains("not re-sent"), "\(why)")
         #expect(upstream.count("/payments/cancel") == (serverReadsIt ? 1 : 0), "a POST never arrives twice")
-        #expect(client.connectionsOpened == 1, "the POST took the pooled connection, and no other")
+        #expect(rig.client.connectionsOpened == 1, "the POST took the pooled connection, and no other")
 
         // A GET in the same spot goes again, once, on a fresh connection.
         Thread.sleep(forTimeInterval: 0.3)
-        guard case .success? = send(client, loop, .get, "/payments/warm") else {
+        guard case .success? = send(rig, .get, "/payments/warm") else {
             Issue.record("the warm-up GET failed")
             return
         }
         if !serverReadsIt { Thread.sleep(forTimeInterval: 0.05) }
-        guard case .success(let retried)? = send(client, loop, .get, "/payments/imp_1") else {
+        guard case .success(let retried)? = send(rig, .get, "/payments/imp_1") else {
             Issue.record("the GET was not retried")
             return
         }

@@ -1,7 +1,4 @@
-import Dispatch
-import EventLoops
 import Foundation
-import Synchronization
 import TestSupport
 import Testing
 import Upstream
@@ -25,26 +22,13 @@ import Upstream
     @Test func anAnswerHeadWithBareLineEndsFailsAtOnce() throws {
         let upstream = try ScriptedUpstream(answers: [["HTTP/1.1 200 OK\nContent-Length: 2\n\nok"], ["unused"]])
         defer { upstream.stop() }
-        let loop = try EventLoop(index: 0)
-        loop.start()
-        defer { loop.stopAndJoin() }
-        let client = UpstreamClient(
-            loop: loop, configuration: UpstreamConfiguration(baseURL: "http://127.0.0.1:\(upstream.port)", timeoutMilliseconds: 3000))
-        let outcome = Mutex<Result<UpstreamResponse, UpstreamError>?>(nil)
-        let done = DispatchSemaphore(value: 0)
+        let rig = try UpstreamTestLoop(UpstreamConfiguration(baseURL: "http://127.0.0.1:\(upstream.port)", timeoutMilliseconds: 3000))
+        defer { rig.stop() }
         let started = Date()
-        loop.execute {
-            let request = UpstreamRequest(method: .get, methodName: "GET", pathAndQuery: Array("/".utf8), headerLines: [], body: nil)
-            client.send(request) { result in
-                outcome.withLock { $0 = result }
-                done.signal()
-            }
-        }
-        _ = done.wait(timeout: .now() + 5)
+        let outcome = rig.send(.get("/"))
         let took = Date().timeIntervalSince(started)
-        loop.execute { client.close() }
-        guard case .failure(.failed(let why))? = outcome.withLock({ $0 }) else {
-            Issue.record("not refused: \(String(describing: outcome.withLock { $0 }))")
+        guard case .failure(.failed(let why))? = outcome else {
+            Issue.record("not refused: \(String(describing: outcome))")
             return
         }
         #expect(why.contains("bare LF"), "\(why)")

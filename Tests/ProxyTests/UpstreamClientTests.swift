@@ -1,6 +1,7 @@
 import EventLoops
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 import Upstream
 
@@ -12,17 +13,8 @@ final class ScriptedUpstream: @unchecked Sendable {
     private let thread: Thread
 
     init(answers: [[String]]) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        listen(fd, 4)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        port = Int(UInt16(bigEndian: address.sin_port))
+        let (fd, port) = TestListener.open(backlog: 4)
+        self.port = port
         listener = fd
         thread = Thread {
             let client = accept(fd, nil, nil)

@@ -9,20 +9,19 @@ import Testing
 /// on idle connections. Each test drives an `UpstreamClient` on a loop of its
 /// own against FakeIamport (plain HTTP on 127.0.0.1).
 @Suite(.serialized) struct UpstreamPoolTests {
-    /// One loop and one client; `run` sends requests together, from one loop task.
+    /// FakeIamport and a client of it on a loop of its own; `run` sends
+    /// requests together, from one loop task.
     final class Rig: @unchecked Sendable {
-        let loop: EventLoop
-        let client: UpstreamClient
         let fake: FakeIamport
+        let upstream: UpstreamTestLoop
+        var client: UpstreamClient { upstream.client }
 
         init(_ configure: (inout UpstreamConfiguration) -> Void) throws {
             fake = FakeIamport()
             let port = try fake.start().port
-            loop = try EventLoop(index: 0)
-            loop.start()
             var configuration = UpstreamConfiguration(baseURL: "http://127.0.0.1:\(port)", timeoutMilliseconds: 3000)
             configure(&configuration)
-            client = UpstreamClient(loop: loop, configuration: configuration)
+            upstream = try UpstreamTestLoop(configuration)
         }
 
         /// Sends `count` GETs at once (each held `delayMs` by the fake, so that
@@ -31,12 +30,9 @@ import Testing
             let results = Mutex<[Result<UpstreamResponse, UpstreamError>]>([])
             let done = DispatchSemaphore(value: 0)
             let started = Date()
-            loop.execute { [client] in
+            upstream.loop.execute { [client] in
                 for n in 0..<count {
-                    let request = UpstreamRequest(
-                        method: .get, methodName: "GET", pathAndQuery: Array("/echo/\(n)".utf8),
-                        headerLines: Array("X-Fake-Fault: delay=\(delayMs)\0".utf8), body: nil)
-                    client.send(request) { result in
+                    client.send(.get("/echo/\(n)", headers: "X-Fake-Fault: delay=\(delayMs)\0")) { result in
                         results.withLock { $0.append(result) }
                         done.signal()
                     }
@@ -46,24 +42,10 @@ import Testing
             return (results.withLock { $0 }, Date().timeIntervalSince(started))
         }
 
-        func onLoop<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
-            let box = Mutex<T?>(nil)
-            let done = DispatchSemaphore(value: 0)
-            loop.execute {
-                box.withLock { $0 = body() }
-                done.signal()
-            }
-            done.wait()
-            return box.withLock { $0! }
-        }
-
-        func idleCount() -> Int {
-            onLoop { [client] in client.idleConnectionCount }
-        }
+        func idleCount() -> Int { upstream.idleCount() }
 
         func stop() {
-            onLoop { [client] in client.close() }
-            loop.stopAndJoin()
+            upstream.stop()
             fake.stop()
         }
     }
@@ -114,36 +96,16 @@ import Testing
             ["HTTP/1.1 200 OK\r\nKeep-Alive: timeout=2, max=100\r\nContent-Length: 2\r\n\r\nok"], ["unused"],
         ])
         defer { upstream.stop() }
-        let loop = try EventLoop(index: 0)
-        loop.start()
-        defer { loop.stopAndJoin() }
-        let client = UpstreamClient(
-            loop: loop, configuration: UpstreamConfiguration(baseURL: "http://127.0.0.1:\(upstream.port)"))
-        let done = DispatchSemaphore(value: 0)
-        let status = Mutex(0)
-        loop.execute {
-            let request = UpstreamRequest(method: .get, methodName: "GET", pathAndQuery: Array("/".utf8), headerLines: [], body: nil)
-            client.send(request) { result in
-                if case .success(let answer) = result { status.withLock { $0 = answer.status } }
-                done.signal()
-            }
+        let rig = try UpstreamTestLoop(UpstreamConfiguration(baseURL: "http://127.0.0.1:\(upstream.port)"))
+        defer { rig.stop() }
+        guard case .success(let answer)? = rig.send(.get("/")) else {
+            Issue.record("no answer")
+            return
         }
-        _ = done.wait(timeout: .now() + 5)
-        #expect(status.withLock { $0 } == 200)
-        let idle = { () -> Int in
-            let count = Mutex(-1)
-            let counted = DispatchSemaphore(value: 0)
-            loop.execute {
-                count.withLock { $0 = client.idleConnectionCount }
-                counted.signal()
-            }
-            counted.wait()
-            return count.withLock { $0 }
-        }
-        #expect(idle() == 1)
+        #expect(answer.status == 200)
+        #expect(rig.idleCount() == 1)
         Thread.sleep(forTimeInterval: 1.4)
-        #expect(idle() == 0, "closed a second before the server's keep-alive timeout")
-        loop.execute { client.close() }
+        #expect(rig.idleCount() == 0, "closed a second before the server's keep-alive timeout")
     }
 
     @Test func keepAliveTimeoutParameter() {

@@ -463,6 +463,7 @@ final class Connection: EventHandler, @unchecked Sendable {
 
     private func writeComplete() {
         head = nil
+        outBody = []  // a streamed answer's buffer is not kept while idle
         if closeAfterWrite {
             startLingering()
             return

@@ -483,7 +483,9 @@ public final class UpstreamClient: @unchecked Sendable {
             exchange.framing = .chunked(ChunkedDecoder(limits: Limits(maxBodyBytes: configuration.maxResponseBytes)))
         } else if let length = head.contentLength {
             if length > configuration.maxResponseBytes { return false }
-            answer.body.reserveCapacity(length)
+            // Never more than is buffered before the body streams: the
+            // declared length is the upstream's word, not an allocation size.
+            answer.body.reserveCapacity(length <= Self.streamThreshold + 65536 ? length : Self.streamThreshold)
             exchange.framing = .length(remaining: length)
         } else {
             exchange.framing = .untilClose

@@ -6,23 +6,6 @@ import Server
 import Synchronization
 import Upstream
 
-/// The per-loop part of the proxy: the loop's upstream client and caches.
-/// `@unchecked Sendable`: touched only on `loop`.
-final class LoopContext: @unchecked Sendable {
-    let loop: EventLoop
-    let upstream: UpstreamClient
-    var requestCounters: [Int: CoreMetricsCounter] = [:]
-    var serial: UInt64 = 0
-
-    init(loop: EventLoop, upstream: UpstreamClient) {
-        self.loop = loop
-        self.upstream = upstream
-    }
-}
-
-import CoreMetrics
-typealias CoreMetricsCounter = CoreMetrics.Counter
-
 /// The handler that joins the pieces: local endpoints, client
 /// authentication, the allowlist, forwarding with the held token, the 401
 /// renewal and single replay, error envelopes, metrics and the access log.
@@ -473,38 +456,4 @@ public final class ProxyHandler: HTTPHandler {
 /// Runs `body` on `loop`: at once when already there.
 func onLoop(_ loop: EventLoop, _ body: @escaping @Sendable () -> Void) {
     if loop.inLoop { body() } else { loop.execute(body) }
-}
-
-/// Joins a streamed upstream answer to the client's connection: body bytes
-/// one way; room and cancellation the other. On the request's loop.
-final class StreamBridge: UpstreamBodySink, ResponseBodySource {
-    private let upstream: UpstreamBodyStream
-    var writer: ResponseBodyWriter?
-
-    init(_ upstream: UpstreamBodyStream) {
-        self.upstream = upstream
-    }
-
-    func body(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        writer?.write(bytes) ?? false
-    }
-
-    func end() {
-        writer?.finish()
-        writer = nil
-    }
-
-    func failed(_ error: UpstreamError) {
-        writer?.abort()
-        writer = nil
-    }
-
-    func resume() {
-        upstream.resume()
-    }
-
-    func cancel() {
-        writer = nil
-        upstream.cancel()
-    }
 }

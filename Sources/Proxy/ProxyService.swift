@@ -33,7 +33,7 @@ public final class ProxyService: Sendable {
         let contexts = zip(group.loops, upstreams).map { LoopContext(loop: $0, upstream: $1) }
         if let logSink {
             for loop in group.loops {
-                let started = DoneFlag()
+                let started = Latch<Void>()
                 loop.execute {
                     logSink.startBatching()
                     loop.addIterationHook { logSink.flushBatch() }
@@ -68,7 +68,7 @@ public final class ProxyService: Sendable {
     public func shutdown(grace: Double = 10) -> Bool {
         let clean = server.shutdown(grace: grace)
         for upstream in upstreams {
-            let done = DoneFlag()
+            let done = Latch<Void>()
             upstream.loop.execute {
                 upstream.close()
                 done.set()

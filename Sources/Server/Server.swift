@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import EventLoops
 import HTTP1
 import Synchronization
@@ -45,6 +46,8 @@ public final class Server: Sendable {
     private let accepted = Atomic<Int>(0)
     private let shuttingDown = Atomic<Bool>(false)
     private let acceptor = Mutex<Acceptor?>(nil)
+    /// Signalled when the last connection closes during shutdown.
+    private let lastClosed = DispatchSemaphore(value: 0)
 
     public init(configuration: Configuration, group: EventLoopGroup, handler: any HTTPHandler) {
         self.configuration = configuration
@@ -121,12 +124,12 @@ public final class Server: Sendable {
         guard !shuttingDown.exchange(true, ordering: .acquiringAndReleasing) else { return true }
         let acceptor = self.acceptor.withLock { $0 }
         if let acceptor {
-            let done = Atomic<Bool>(false)
+            let stopped = Latch<Void>()
             acceptor.loop.execute {
                 acceptor.stop()
-                done.store(true, ordering: .releasing)
+                stopped.set()
             }
-            while !done.load(ordering: .acquiring) { usleep(1000) }
+            _ = stopped.wait()
         }
         for loop in group.loops {
             loop.execute {
@@ -138,16 +141,25 @@ public final class Server: Sendable {
         let start = MonotonicClock.now()
         let graceNanos = UInt64(max(0, grace) * 1e9)
         let forceAt = start + graceNanos - min(graceNanos / 10, 500_000_000)
-        while openConnections > 0 && MonotonicClock.now() < forceAt { usleep(10_000) }
+        waitForNoConnections(until: forceAt)
         let clean = openConnections == 0
         if !clean {
             for loop in group.loops {
                 loop.execute { loop.forEachHandler { ($0 as? Connection)?.close() } }
             }
-            let hardDeadline = start + graceNanos
-            while openConnections > 0 && MonotonicClock.now() < hardDeadline { usleep(10_000) }
+            waitForNoConnections(until: start + graceNanos)
         }
         return clean
+    }
+
+    /// Blocks until no connection is open or `deadline` (monotonic
+    /// nanoseconds) passes; woken by the last close, not polling.
+    private func waitForNoConnections(until deadline: UInt64) {
+        while openConnections > 0 {
+            let now = MonotonicClock.now()
+            guard now < deadline else { return }
+            _ = lastClosed.wait(timeout: .now() + .nanoseconds(Int(min(deadline - now, 1_000_000_000))))
+        }
     }
 
     // MARK: - Accounting, called on loops
@@ -163,7 +175,7 @@ public final class Server: Sendable {
     }
 
     func connectionClosed() {
-        open.wrappingSubtract(1, ordering: .relaxed)
+        if open.wrappingSubtract(1, ordering: .relaxed).newValue == 0 && isShuttingDown { lastClosed.signal() }
     }
 }
 

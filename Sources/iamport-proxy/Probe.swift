@@ -5,32 +5,6 @@ import Iamport
 import Server
 import Synchronization
 
-/// The result of `check`, handed from the fetch's thread to the main one.
-final class CheckOutcome: Sendable {
-    private let value = Mutex<Result<IssuedToken, TokenError>?>(nil)
-
-    func set(_ result: Result<IssuedToken, TokenError>) {
-        value.withLock { if $0 == nil { $0 = result } }
-    }
-
-    func wait(seconds: Double) -> Result<IssuedToken, TokenError>? {
-        let deadline = Double(MonotonicClockSeconds.now()) + seconds
-        while MonotonicClockSeconds.now() < deadline {
-            if let result = value.withLock({ $0 }) { return result }
-            usleep(5_000)
-        }
-        return nil
-    }
-}
-
-enum MonotonicClockSeconds {
-    static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-}
-
 /// A minimal blocking HTTP/1.1 client for `healthcheck`: one GET, the status code.
 enum ReadinessProbe {
     static func status(of listen: String, timeoutSeconds: Int) throws -> Int {

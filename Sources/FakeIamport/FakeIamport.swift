@@ -228,7 +228,10 @@ public final class FakeIamport: HTTPHandler {
     public func handle(_ request: Request, responder: Responder) {
         let head = request.head
         let target = String(decoding: head[head.target], as: UTF8.self)
-        let path = String(target.prefix { $0 != "?" })
+        // Repeated slashes are one, as the real API reads them (an SDK that
+        // joins a base URL ending in `/` sends `//payments/...`).
+        var path = String(target.prefix { $0 != "?" })
+        while path.contains("//") { path = path.replacing("//", with: "/") }
         let method = String(decoding: head[head.methodRange], as: UTF8.self)
         let headers = head.fields.map {
             (name: String(decoding: head[$0.name], as: UTF8.self), value: String(decoding: head[$0.value], as: UTF8.self))

@@ -75,8 +75,11 @@ def test_django_iamport(fake, endpoint_suffix):
         assert client.auth()
         assert client.payment("imp_django_1")["imp_uid"] == "imp_django_1"
         assert client.cancel("imp_django_1", "order_django_1", "customer asked") is True
+        # The API receives the path as the SDK sent it (doubled slash and all:
+        # the API, and the fake, read repeated slashes as one).
+        prefix = "/" + endpoint_suffix
         assert_only_the_proxy_reached_the_api(
-            fake, SDK_KEY, [("GET", "/payments/imp_django_1"), ("POST", "/payments/cancel")])
+            fake, SDK_KEY, [("GET", prefix + "payments/imp_django_1"), ("POST", prefix + "payments/cancel")])
     finally:
         iamport_rest.IAMPORT_API_ENDPOINT = original
         assert proxy.stop() == 0

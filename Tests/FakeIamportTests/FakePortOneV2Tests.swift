@@ -155,7 +155,7 @@ struct FakePortOneV2Tests {
         let f = try Fake()
         let slow = try HTTPTestClient(port: f.port)
         try slow.send(f.request("POST", "/payments/pay-6/cancel", body: #"{"reason":"r"}"#,
-                                headers: [("Idempotency-Key", Self.key), ("X-Fake-Fault", "delay=800")]))
+                                headers: [("Idempotency-Key", Self.key), ("X-Fake-Fault", "delay=1500")]))
         f.waitForArrivals(key: Self.key, count: 1)
         let concurrent = try f.cancel("pay-6", key: Self.key, reason: "r")
         #expect(concurrent.status == 409)

@@ -64,6 +64,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "FakeIamportTests", dependencies: ["FakeIamport", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["FakeIamport", "Server", "HTTP1", "EventLoops", "TestSupport"],

@@ -11,6 +11,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.environ.get("IAMPORT_PROXY_BUILD_DIR", os.path.join(ROOT, ".build", "debug"))
 API_KEY = "sdk-test-key"
 API_SECRET = "sdk-test-secret-5e1f"
+V2_SECRET = "sdk-test-v2-secret-8a4d"
 
 
 class Running:
@@ -56,6 +57,25 @@ def fake():
     yield running
     running.stop()
     os.unlink(running.log_path)
+
+
+@pytest.fixture
+def fake_v2():
+    """The fake PortOne V2 API, accepting `Authorization: PortOne V2_SECRET`."""
+    running = Running([os.path.join(BIN, "fake-iamport"), "--listen", "127.0.0.1:0", "--v2-secret", V2_SECRET])
+    yield running
+    running.stop()
+    os.unlink(running.log_path)
+
+
+def fake_v2_stats(fake):
+    """The V2 fake's counters: arrivals, executions, replays, by key and by request."""
+    return requests.post(f"http://127.0.0.1:{fake.port}/_fake/stats").json()
+
+
+def fake_v2_requests(fake):
+    """What reached the V2 fake (its control calls aside)."""
+    return requests.post(f"http://127.0.0.1:{fake.port}/_fake/requests").json()["requests"]
 
 
 def start_proxy(fake, **extra_env):

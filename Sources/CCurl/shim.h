@@ -2,8 +2,8 @@
 #define IAMPORT_PROXY_CCURL_SHIM_H
 
 // Swift cannot call C variadic functions, so each curl_easy_setopt /
-// curl_easy_getinfo / curl_multi_setopt use gets a typed wrapper named for the
-// type of its argument.
+// curl_easy_getinfo / curl_multi_setopt / curl_share_setopt use gets a typed
+// wrapper named for the type of its argument.
 
 #include <curl/curl.h>
 
@@ -40,6 +40,11 @@ static inline CURLMcode ccurl_multi_setopt_socket_callback(CURLM *m, ccurl_socke
 }
 static inline CURLMcode ccurl_multi_setopt_timer_callback(CURLM *m, ccurl_timer_callback f) {
     return curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, f);
+}
+
+// CURLSHOPT_SHARE / CURLSHOPT_UNSHARE: libcurl reads the kind of data as an int.
+static inline CURLSHcode ccurl_share_setopt_lock_data(CURLSH *s, CURLSHoption o, curl_lock_data d) {
+    return curl_share_setopt(s, o, (int)d);
 }
 
 // CURLMsg carries a union; these read its fields without Swift touching it.

@@ -49,6 +49,12 @@ public final class UpstreamClient: @unchecked Sendable {
     /// A streamed chunked body's decoded bytes, on their way to the sink.
     private var decoded: [UInt8] = []
     private var spareHandles: [UnsafeMutableRawPointer] = []
+    /// The loop's TLS session cache, set on every easy handle: without it
+    /// each handle keeps its own, and a handle that has never connected
+    /// (every one the pool adds as concurrency grows) does a full handshake.
+    /// Failure when it could not be made; every connect then fails with it.
+    /// None for plain HTTP, and once closed.
+    private var sessionShare: Result<UnsafeMutableRawPointer, UpstreamError>?
     private var errorBuffers: [UnsafeMutableRawPointer: UnsafeMutablePointer<CChar>] = [:]
     /// Every read lands here first: one buffer per loop.
     private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
@@ -87,6 +93,31 @@ public final class UpstreamClient: @unchecked Sendable {
         self.endpoint = Endpoint(configuration.baseURL)
         self.maxIdleNanoseconds = UInt64(max(1, configuration.idleTimeoutMilliseconds)) &* 1_000_000
         self.timeoutNanoseconds = UInt64(max(1, configuration.timeoutMilliseconds)) &* 1_000_000
+        self.sessionShare = endpoint.tls ? Self.makeSessionShare() : nil
+    }
+
+    /// A share of TLS sessions alone. Not the DNS cache: every handle in a
+    /// multi handle already uses the multi handle's (libcurl 7.88,
+    /// `curl_multi_add_handle`), and there is one multi handle per loop. Not
+    /// the connection cache: the pool owns the connections (see
+    /// docs/architecture.md). No lock functions: libcurl needs them only when
+    /// handles sharing the data run on several threads, and every handle of
+    /// this share runs on the client's loop alone.
+    ///
+    /// libcurl 7.88 keeps one session per server, replaced by each ticket a
+    /// connection receives; OpenSSL lets a TLS 1.3 session resume one
+    /// handshake, so a connection that starts after another has resumed with
+    /// it, before that one's ticket is read, does a full handshake.
+    private static func makeSessionShare() -> Result<UnsafeMutableRawPointer, UpstreamError> {
+        guard let share = curl_share_init() else {
+            return .failure(.unreachable("cannot set up the TLS session cache: out of memory"))
+        }
+        let rc = ccurl_share_setopt_lock_data(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION)
+        guard rc == CURLSHE_OK else {
+            _ = curl_share_cleanup(share)  // no handle uses it yet
+            return .failure(.unreachable("cannot set up the TLS session cache: \(String(cString: curl_share_strerror(rc)))"))
+        }
+        return .success(share)
     }
 
     deinit {
@@ -153,7 +184,7 @@ public final class UpstreamClient: @unchecked Sendable {
 
     private func connect(for exchange: UpstreamExchange) {
         let multi = ensureMulti()
-        let easy = spareHandles.popLast() ?? makeHandle()
+        guard let easy = spareHandles.popLast() ?? takeNewHandle(for: exchange) else { return }
         errorBuffers[easy]?[0] = 0
         let connection = UpstreamConnection(easy: easy, tls: endpoint.tls, client: self)
         ccurl_easy_setopt_pointer(easy, CURLOPT_PRIVATE, Unmanaged.passUnretained(connection).toOpaque())
@@ -168,33 +199,60 @@ public final class UpstreamClient: @unchecked Sendable {
     }
 
     /// A handle that only connects; set up once, reused for later connections.
-    private func makeHandle() -> UnsafeMutableRawPointer {
-        let easy = curl_easy_init()!
-        ccurl_easy_setopt_long(easy, CURLOPT_CONNECT_ONLY, 1)
-        ccurl_easy_setopt_string(easy, CURLOPT_URL, endpoint.connectURL)
-        ccurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+    private func makeHandle() -> Result<UnsafeMutableRawPointer, UpstreamError> {
+        var share: UnsafeMutableRawPointer?
+        switch sessionShare {
+        case .failure(let error)?: return .failure(error)
+        case .success(let made)?: share = made
+        case nil: break
+        }
+        guard let easy = curl_easy_init() else {
+            return .failure(.unreachable("cannot set up a connection handle: out of memory"))
+        }
+        var setup = HandleSetup(easy)
+        setup.long(CURLOPT_CONNECT_ONLY, 1)
+        setup.string(CURLOPT_URL, endpoint.connectURL)
+        setup.long(CURLOPT_NOSIGNAL, 1)
         // Never through a proxy from the environment (http_proxy, https_proxy).
-        ccurl_easy_setopt_string(easy, CURLOPT_PROXY, "")
-        ccurl_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https")
-        ccurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
-        ccurl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
+        setup.string(CURLOPT_PROXY, "")
+        setup.string(CURLOPT_PROTOCOLS_STR, "http,https")
+        setup.long(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
+        setup.long(CURLOPT_TCP_KEEPALIVE, 1)
         // A CONNECT_ONLY connection stays in libcurl's connection cache, where
         // it looks idle from the end of its connect on, whatever the proxy does
         // with it; libcurl would close it there once older than this (118 s by
         // default) the next time it opens a connection. The pool decides reuse.
-        ccurl_easy_setopt_long(easy, CURLOPT_MAXAGE_CONN, configuration.libcurlMaxConnectionAgeSeconds)
+        setup.long(CURLOPT_MAXAGE_CONN, configuration.libcurlMaxConnectionAgeSeconds)
         // libcurl's own receive buffer is never used (answers are read into
         // the client's buffer): the smallest size spares 15 KiB a connection.
-        ccurl_easy_setopt_long(easy, CURLOPT_BUFFERSIZE, 1024)
-        ccurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, max(1, min(configuration.timeoutMilliseconds, 10_000)))
-        if let caFile = configuration.caFile { ccurl_easy_setopt_string(easy, CURLOPT_CAINFO, caFile) }
-        ccurl_easy_setopt_closesocket_callback(easy, Self.closeSocketCallback)
-        ccurl_easy_setopt_pointer(easy, CURLOPT_CLOSESOCKETDATA, Unmanaged.passUnretained(self).toOpaque())
+        setup.long(CURLOPT_BUFFERSIZE, 1024)
+        setup.long(CURLOPT_CONNECTTIMEOUT_MS, max(1, min(configuration.timeoutMilliseconds, 10_000)))
+        if let caFile = configuration.caFile { setup.string(CURLOPT_CAINFO, caFile) }
+        setup.check(CURLOPT_CLOSESOCKETFUNCTION, ccurl_easy_setopt_closesocket_callback(easy, Self.closeSocketCallback))
+        setup.pointer(CURLOPT_CLOSESOCKETDATA, Unmanaged.passUnretained(self).toOpaque())
+        if let share { setup.pointer(CURLOPT_SHARE, share) }
         let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
         errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        setup.pointer(CURLOPT_ERRORBUFFER, errorBuffer)
+        if let failure = setup.failure {
+            // Leaves the share (if it joined it) as it goes.
+            curl_easy_cleanup(easy)
+            errorBuffer.deallocate()
+            return .failure(.unreachable("cannot set up a connection handle: \(failure)"))
+        }
         errorBuffers[easy] = errorBuffer
-        ccurl_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, errorBuffer)
-        return easy
+        return .success(easy)
+    }
+
+    /// A new handle, or nil once `exchange` has failed for want of one.
+    private func takeNewHandle(for exchange: UpstreamExchange) -> UnsafeMutableRawPointer? {
+        switch makeHandle() {
+        case .success(let easy):
+            return easy
+        case .failure(let error):
+            finish(exchange, .failure(error))
+            return nil
+        }
     }
 
     /// libcurl finished a connect: the socket becomes the proxy's.
@@ -834,6 +892,12 @@ public final class UpstreamClient: @unchecked Sendable {
             errorBuffers.removeValue(forKey: easy)?.deallocate()
         }
         spareHandles.removeAll()
+        // Last: libcurl refuses to free a share some easy handle still uses.
+        if case .success(let share)? = sessionShare {
+            let rc = curl_share_cleanup(share)
+            assert(rc == CURLSHE_OK, "TLS session share still in use: \(String(cString: curl_share_strerror(rc)))")
+            sessionShare = nil
+        }
     }
 
     // MARK: - Driving libcurl's connects

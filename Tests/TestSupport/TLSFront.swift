@@ -15,14 +15,7 @@ public final class TLSFront {
 
     public init(backendPort: Int) throws {
         directory = Paths.temporaryDirectory()
-        caFile = directory + "/ca.pem"
-        try Self.run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                                 "-keyout", directory + "/ca.key", "-out", caFile, "-subj", "/CN=iamport-proxy test CA"])
-        try Self.run("openssl", ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", directory + "/server.key",
-                                 "-out", directory + "/server.csr", "-subj", "/CN=localhost"])
-        try "subjectAltName=DNS:localhost,IP:127.0.0.1\n".write(toFile: directory + "/san.ext", atomically: true, encoding: .utf8)
-        try Self.run("openssl", ["x509", "-req", "-in", directory + "/server.csr", "-CA", caFile, "-CAkey", directory + "/ca.key",
-                                 "-CAcreateserial", "-days", "2", "-extfile", directory + "/san.ext", "-out", directory + "/server.pem"])
+        caFile = try Self.makeCertificates(in: directory)
         port = try Self.freePort()
         socat = try ProcessRunner(
             "/usr/bin/socat",
@@ -40,6 +33,20 @@ public final class TLSFront {
     public func stop() {
         _ = socat.stop()
         try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// A CA (`ca.pem`, returned) and a certificate it signed for
+    /// 127.0.0.1/localhost (`server.pem`, `server.key`) in `directory`.
+    static func makeCertificates(in directory: String) throws -> String {
+        let caFile = directory + "/ca.pem"
+        try run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                            "-keyout", directory + "/ca.key", "-out", caFile, "-subj", "/CN=iamport-proxy test CA"])
+        try run("openssl", ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", directory + "/server.key",
+                            "-out", directory + "/server.csr", "-subj", "/CN=localhost"])
+        try "subjectAltName=DNS:localhost,IP:127.0.0.1\n".write(toFile: directory + "/san.ext", atomically: true, encoding: .utf8)
+        try run("openssl", ["x509", "-req", "-in", directory + "/server.csr", "-CA", caFile, "-CAkey", directory + "/ca.key",
+                            "-CAcreateserial", "-days", "2", "-extfile", directory + "/san.ext", "-out", directory + "/server.pem"])
+        return caFile
     }
 
     static func run(_ tool: String, _ arguments: [String]) throws {

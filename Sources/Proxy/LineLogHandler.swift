@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import EventLoops
 import Logging
 import Synchronization
 
@@ -15,8 +16,8 @@ public struct LineLogHandler: LogHandler {
 
     public var logLevel: Logger.Level
     public var metadata: Logger.Metadata = [:]
-    private let format: Format
-    private let sink: LogSink
+    let format: Format
+    let sink: LogSink
 
     public init(label: String, level: Logger.Level, format: Format, sink: LogSink = .standardError) {
         self.logLevel = level
@@ -101,94 +102,115 @@ public struct LineLogHandler: LogHandler {
         line.append(0x0A)
         sink.write(line)
     }
+}
 
-    private func appendTimestamp(to out: inout [UInt8]) {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        var t = ts.tv_sec
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        func two(_ v: Int32) {
-            out.append(UInt8(ascii: "0") + UInt8(v / 10 % 10))
-            out.append(UInt8(ascii: "0") + UInt8(v % 10))
-        }
-        let year = Int(parts.tm_year) + 1900
-        out.append(contentsOf: String(year).utf8)
-        out.append(UInt8(ascii: "-")); two(parts.tm_mon + 1)
-        out.append(UInt8(ascii: "-")); two(parts.tm_mday)
-        out.append(UInt8(ascii: "T")); two(parts.tm_hour)
-        out.append(UInt8(ascii: ":")); two(parts.tm_min)
-        out.append(UInt8(ascii: ":")); two(parts.tm_sec)
-        out.append(UInt8(ascii: "."))
-        let ms = Int32(ts.tv_nsec / 1_000_000)
-        out.append(UInt8(ascii: "0") + UInt8(ms / 100)); two(ms % 100)
-        out.append(UInt8(ascii: "Z"))
+/// `2026-11-25T03:00:00.123Z`, the time now.
+func appendTimestamp(to out: inout [UInt8]) {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    var t = ts.tv_sec
+    var parts = tm()
+    gmtime_r(&t, &parts)
+    func two(_ v: Int32) {
+        out.append(UInt8(ascii: "0") + UInt8(v / 10 % 10))
+        out.append(UInt8(ascii: "0") + UInt8(v % 10))
     }
+    let year = Int(parts.tm_year) + 1900
+    out.append(contentsOf: String(year).utf8)
+    out.append(UInt8(ascii: "-")); two(parts.tm_mon + 1)
+    out.append(UInt8(ascii: "-")); two(parts.tm_mday)
+    out.append(UInt8(ascii: "T")); two(parts.tm_hour)
+    out.append(UInt8(ascii: ":")); two(parts.tm_min)
+    out.append(UInt8(ascii: ":")); two(parts.tm_sec)
+    out.append(UInt8(ascii: "."))
+    let ms = Int32(ts.tv_nsec / 1_000_000)
+    out.append(UInt8(ascii: "0") + UInt8(ms / 100)); two(ms % 100)
+    out.append(UInt8(ascii: "Z"))
 }
 
 /// Where log lines go: standard error, or a buffer kept for tests.
 ///
 /// On an event-loop thread that called `startBatching`, lines collect in a
-/// per-thread buffer that the loop writes out once per iteration, so a busy
-/// loop makes one write(2) for many access lines instead of one each. Lines
-/// from other threads are written at once.
+/// per-thread batch of up to 64 KiB that is written out when full, when its
+/// oldest line is `flushMilliseconds` old (the loop wakes for that even when
+/// idle), and when the thread ends: a busy loop makes one write(2) for
+/// hundreds of lines, and a reader of standard error is woken a few times a
+/// second rather than once per request. Lines from other threads are written
+/// at once.
 public final class LogSink: Sendable {
     private let fd: Int32
     private let capturing: Bool
     private let captured = Mutex<[UInt8]>([])
+    let flushNanoseconds: UInt64
 
     public static let standardError = LogSink(fd: 2)
 
-    public init(fd: Int32) {
+    public init(fd: Int32, flushMilliseconds: Int = 500) {
         self.fd = fd
         self.capturing = false
+        self.flushNanoseconds = UInt64(max(1, flushMilliseconds)) * 1_000_000
     }
 
     /// Keeps every line in memory.
     public init() {
         self.fd = -1
         self.capturing = true
-    }
-
-    /// The calling thread's batch, if it batches.
-    private final class Batch {
-        var bytes: [UInt8] = []
+        self.flushNanoseconds = 0
     }
 
     private static let batchKey: pthread_key_t = {
         var key = pthread_key_t()
-        pthread_key_create(&key, nil)
+        // At the thread's end: write what is left, then free the batch.
+        pthread_key_create(&key) { raw in
+            guard let raw else { return }
+            let batch = Unmanaged<LogBatch>.fromOpaque(raw).takeRetainedValue()
+            batch.flush()
+        }
         return key
     }()
 
-    /// Makes the calling thread batch its lines until `flushBatch`; call on a
-    /// loop thread, and flush at the end of each iteration.
-    public func startBatching() {
-        let batch = Batch()
-        batch.bytes.reserveCapacity(16384)
+    /// The calling thread's batch, if it batches.
+    private static var currentBatch: LogBatch? {
+        guard let raw = pthread_getspecific(batchKey) else { return nil }
+        return Unmanaged<LogBatch>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    /// Makes the calling thread (a loop's) batch its lines. The loop must
+    /// watch the returned batch's deadline (`addDeadlineSource`).
+    public func startBatching() -> LogBatch {
+        if let batch = Self.currentBatch { return batch }
+        let batch = LogBatch(sink: self)
         pthread_setspecific(Self.batchKey, Unmanaged.passRetained(batch).toOpaque())
+        return batch
     }
 
     /// Writes what the calling thread has batched.
     public func flushBatch() {
-        guard let raw = pthread_getspecific(Self.batchKey) else { return }
-        let batch = Unmanaged<Batch>.fromOpaque(raw).takeUnretainedValue()
-        if batch.bytes.isEmpty { return }
-        emit(batch.bytes)
-        batch.bytes.removeAll(keepingCapacity: true)
+        Self.currentBatch?.flush()
     }
 
     func write(_ line: [UInt8]) {
-        if !capturing, let raw = pthread_getspecific(Self.batchKey) {
-            let batch = Unmanaged<Batch>.fromOpaque(raw).takeUnretainedValue()
-            batch.bytes.append(contentsOf: line)
-            if batch.bytes.count >= 65536 { flushBatch() }
+        if !capturing, let batch = Self.currentBatch {
+            batch.append { $0.append(contentsOf: line) }
             return
         }
         emit(line)
     }
 
-    private func emit(_ bytes: [UInt8]) {
+    /// Builds a line in place: in the calling thread's batch when it
+    /// batches, otherwise in a buffer written at once.
+    func writeLine(_ build: (inout [UInt8]) -> Void) {
+        if !capturing, let batch = Self.currentBatch {
+            batch.append(build)
+            return
+        }
+        var line: [UInt8] = []
+        line.reserveCapacity(256)
+        build(&line)
+        emit(line)
+    }
+
+    fileprivate func emit(_ bytes: [UInt8]) {
         if capturing {
             captured.withLock { $0.append(contentsOf: bytes) }
             return
@@ -208,5 +230,41 @@ public final class LogSink: Sendable {
 
     public var capturedText: String {
         captured.withLock { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
+/// One loop thread's unwritten log lines. A `DeadlineSource`: the loop
+/// wakes to write them once the oldest is `flushNanoseconds` old.
+/// Touched only on its thread.
+public final class LogBatch: DeadlineSource {
+    static let capacity = 65536
+    private let sink: LogSink
+    private var bytes: [UInt8] = []
+    private var oldestAt: UInt64 = 0
+
+    fileprivate init(sink: LogSink) {
+        self.sink = sink
+        bytes.reserveCapacity(Self.capacity)
+    }
+
+    fileprivate func append(_ build: (inout [UInt8]) -> Void) {
+        if bytes.isEmpty { oldestAt = MonotonicClock.now() }
+        build(&bytes)
+        // Written before the buffer would have to grow.
+        if bytes.count > Self.capacity - 1024 { flush() }
+    }
+
+    public var nextDeadline: UInt64? {
+        bytes.isEmpty ? nil : oldestAt &+ sink.flushNanoseconds
+    }
+
+    public func deadlineReached() {
+        flush()
+    }
+
+    func flush() {
+        if bytes.isEmpty { return }
+        sink.emit(bytes)
+        bytes.removeAll(keepingCapacity: true)
     }
 }

@@ -51,15 +51,32 @@ struct AccessLog: Sendable {
         case .off:
             return
         case .lines(let format, let sink):
-            sink.writeLine { Self.appendLine(entry, format: format, to: &$0) }
+            // Straight into the batch, without a closure (capturing the
+            // entry copied it, a retain and release per field).
+            let maxBytes = Self.maxBytes(entry)
+            if let batch = sink.batchRoom(maxBytes: maxBytes) {
+                var cursor = batch.room(maxBytes)
+                Self.putLine(entry, format: format, to: &cursor)
+                batch.commit(cursor)
+            } else {
+                sink.writeLine(maxBytes: maxBytes) { Self.putLine(entry, format: format, to: &$0) }
+            }
         case .logger(let logger):
             logger.info("request", metadata: Self.metadata(entry))
         }
     }
 
+    /// The most a line can take: the fixed parts, 20 digits and a sign per
+    /// number, and 6 bytes per byte of text (a control character escaped).
+    static func maxBytes(_ entry: AccessEntry) -> Int {
+        let text = entry.requestID.count + entry.method.count + entry.path.count + entry.client.utf8.count
+            + (entry.error?.rawValue.utf8.count ?? 0) + (entry.reason?.utf8.count ?? 0)
+        return 512 + 6 * text
+    }
+
     /// The whole line, newline included; the field order is
     /// `LineLogHandler.fieldOrder`.
-    static func appendLine(_ entry: AccessEntry, format: LineLogHandler.Format, to out: inout [UInt8]) {
+    static func putLine(_ entry: AccessEntry, format: LineLogHandler.Format, to out: inout ByteCursor) {
         let line = LineWriter(format: format)
         line.begin(&out)
         line.field("request_id", bytes: entry.requestID, &out)
@@ -69,15 +86,15 @@ struct AccessLog: Sendable {
         if let upstream = entry.upstreamStatus {
             line.field("upstream_status", number: upstream, &out)
         } else {
-            line.field("upstream_status", bytes: "-".utf8, &out)
+            line.field("upstream_status", constant: "-", &out)
         }
         line.field("bytes", number: entry.bytes, &out)
         if let micros = entry.durationMicros { line.field("duration_ms", millisecondsFromMicros: micros, &out) }
-        line.field("client", bytes: entry.client.utf8, &out)
-        line.field("renewed", bytes: entry.renewed ? "true".utf8 : "false".utf8, &out)
-        line.field("replayed", bytes: entry.replayed ? "true".utf8 : "false".utf8, &out)
-        if let error = entry.error { line.field("error", bytes: error.rawValue.utf8, &out) }
-        if let reason = entry.reason { line.field("reason", bytes: reason.utf8, &out) }
+        line.field("client", string: entry.client, &out)
+        line.field("renewed", constant: entry.renewed ? "true" : "false", &out)
+        line.field("replayed", constant: entry.replayed ? "true" : "false", &out)
+        if let error = entry.error { line.field("error", string: error.rawValue, &out) }
+        if let reason = entry.reason { line.field("reason", string: reason, &out) }
         line.end(&out)
     }
 
@@ -95,8 +112,7 @@ struct AccessLog: Sendable {
             "replayed": .stringConvertible(entry.replayed),
         ]
         if let micros = entry.durationMicros {
-            var text: [UInt8] = []
-            appendMilliseconds(micros, to: &text)
+            let text = bytesWritten(capacity: 32) { $0.put(millisecondsFromMicros: micros) }
             metadata["duration_ms"] = .string(String(decoding: text, as: UTF8.self))
         }
         if let error = entry.error { metadata["error"] = .string(error.rawValue) }
@@ -111,101 +127,89 @@ struct AccessLog: Sendable {
 private struct LineWriter {
     let format: LineLogHandler.Format
 
-    func begin(_ out: inout [UInt8]) {
+    func begin(_ out: inout ByteCursor) {
         switch format {
         case .text:
-            appendTimestamp(to: &out)
-            out.append(contentsOf: " info request".utf8)
+            out.putTimestamp()
+            out.put(" info request")
         case .json:
-            out.append(contentsOf: #"{"ts":""#.utf8)
-            appendTimestamp(to: &out)
-            out.append(contentsOf: #"","level":"info","msg":"request""#.utf8)
+            out.put(#"{"ts":""#)
+            out.putTimestamp()
+            out.put(#"","level":"info","msg":"request""#)
         }
     }
 
-    func end(_ out: inout [UInt8]) {
-        if format == .json { out.append(UInt8(ascii: "}")) }
-        out.append(0x0A)
+    func end(_ out: inout ByteCursor) {
+        if format == .json { out.put(UInt8(ascii: "}")) }
+        out.put(0x0A)
     }
 
-    private func key(_ name: StaticString, _ out: inout [UInt8]) {
-        let bytes = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+    private func key(_ name: StaticString, _ out: inout ByteCursor) {
         switch format {
         case .text:
-            out.append(UInt8(ascii: " "))
-            out.append(contentsOf: bytes)
-            out.append(UInt8(ascii: "="))
+            out.put(UInt8(ascii: " "))
+            out.put(name)
+            out.put(UInt8(ascii: "="))
         case .json:
-            out.append(contentsOf: #",""#.utf8)
-            out.append(contentsOf: bytes)
-            out.append(contentsOf: #"":"#.utf8)
+            out.put(#",""#)
+            out.put(name)
+            out.put(#"":"#)
         }
     }
 
     /// A value from the network or from text: escaped in JSON, quoted in
     /// text when it is empty or holds a space, a quote or a control
     /// character; bytes that are not UTF-8 become U+FFFD, as in a `String`.
-    func field<Bytes: Collection<UInt8>>(_ name: StaticString, bytes: Bytes, _ out: inout [UInt8]) {
+    func field<Bytes: Collection<UInt8>>(_ name: StaticString, bytes: Bytes, _ out: inout ByteCursor) {
         key(name, &out)
         if bytes.contains(where: { $0 >= 0x80 }) {
             // Rare (a parsed target is ASCII): let String replace what is not UTF-8.
             let text = String(decoding: bytes, as: UTF8.self)
-            appendValue(text.utf8, &out)
+            putValue(text.utf8, &out)
         } else {
-            appendValue(bytes, &out)
+            putValue(bytes, &out)
         }
     }
 
-    private func appendValue<Bytes: Collection<UInt8>>(_ bytes: Bytes, _ out: inout [UInt8]) {
+    private func putValue<Bytes: Collection<UInt8>>(_ bytes: Bytes, _ out: inout ByteCursor) {
         if format == .text && !bytes.isEmpty && !bytes.contains(where: { $0 == 0x20 || $0 == 0x22 || $0 < 0x20 }) {
-            out.append(contentsOf: bytes)
+            out.put(bytes)
         } else {
-            appendJSONString(utf8: bytes, to: &out)
+            out.putJSONString(utf8: bytes)
         }
     }
 
-    func field(_ name: StaticString, number: Int, _ out: inout [UInt8]) {
+    /// Text through its contiguous UTF-8 (a `String.UTF8View` walked byte by
+    /// byte costs several times more).
+    func field(_ name: StaticString, string: String, _ out: inout ByteCursor) {
+        var text = string
+        text.withUTF8 { field(name, bytes: $0, &out) }
+    }
+
+    /// A value of ours that needs neither quotes in text nor escapes.
+    func field(_ name: StaticString, constant: StaticString, _ out: inout ByteCursor) {
         key(name, &out)
         quote(&out)
-        appendDecimal(number, to: &out)
+        out.put(constant)
         quote(&out)
     }
 
-    func field(_ name: StaticString, millisecondsFromMicros micros: UInt64, _ out: inout [UInt8]) {
+    func field(_ name: StaticString, number: Int, _ out: inout ByteCursor) {
         key(name, &out)
         quote(&out)
-        appendMilliseconds(micros, to: &out)
+        out.put(decimal: number)
+        quote(&out)
+    }
+
+    func field(_ name: StaticString, millisecondsFromMicros micros: UInt64, _ out: inout ByteCursor) {
+        key(name, &out)
+        quote(&out)
+        out.put(millisecondsFromMicros: micros)
         quote(&out)
     }
 
     /// JSON has every value as a string, as `LineLogHandler` writes them.
-    private func quote(_ out: inout [UInt8]) {
-        if format == .json { out.append(UInt8(ascii: "\"")) }
+    private func quote(_ out: inout ByteCursor) {
+        if format == .json { out.put(UInt8(ascii: "\"")) }
     }
-}
-
-/// `value` in decimal, without making a `String`.
-func appendDecimal(_ value: Int, to out: inout [UInt8]) {
-    if value < 0 { out.append(UInt8(ascii: "-")) }
-    appendDecimal(UInt64(value.magnitude), to: &out)
-}
-
-func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
-    let start = out.count
-    var rest = value
-    repeat {
-        out.append(UInt8(ascii: "0") + UInt8(rest % 10))
-        rest /= 10
-    } while rest > 0
-    out[start...].reverse()
-}
-
-/// Microseconds as milliseconds with three decimals: `12.408`.
-func appendMilliseconds(_ micros: UInt64, to out: inout [UInt8]) {
-    appendDecimal(micros / 1000, to: &out)
-    out.append(UInt8(ascii: "."))
-    let fraction = micros % 1000
-    out.append(UInt8(ascii: "0") + UInt8(fraction / 100))
-    out.append(UInt8(ascii: "0") + UInt8(fraction / 10 % 10))
-    out.append(UInt8(ascii: "0") + UInt8(fraction % 10))
 }

@@ -104,30 +104,6 @@ public struct LineLogHandler: LogHandler {
     }
 }
 
-/// `2026-11-25T03:00:00.123Z`, the time now.
-func appendTimestamp(to out: inout [UInt8]) {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    var t = ts.tv_sec
-    var parts = tm()
-    gmtime_r(&t, &parts)
-    func two(_ v: Int32) {
-        out.append(UInt8(ascii: "0") + UInt8(v / 10 % 10))
-        out.append(UInt8(ascii: "0") + UInt8(v % 10))
-    }
-    let year = Int(parts.tm_year) + 1900
-    out.append(contentsOf: String(year).utf8)
-    out.append(UInt8(ascii: "-")); two(parts.tm_mon + 1)
-    out.append(UInt8(ascii: "-")); two(parts.tm_mday)
-    out.append(UInt8(ascii: "T")); two(parts.tm_hour)
-    out.append(UInt8(ascii: ":")); two(parts.tm_min)
-    out.append(UInt8(ascii: ":")); two(parts.tm_sec)
-    out.append(UInt8(ascii: "."))
-    let ms = Int32(ts.tv_nsec / 1_000_000)
-    out.append(UInt8(ascii: "0") + UInt8(ms / 100)); two(ms % 100)
-    out.append(UInt8(ascii: "Z"))
-}
-
 /// Where log lines go: standard error, or a buffer kept for tests.
 ///
 /// On an event-loop thread that called `startBatching`, lines collect in a
@@ -148,7 +124,7 @@ public final class LogSink: Sendable {
     public init(fd: Int32, flushMilliseconds: Int = 500) {
         self.fd = fd
         self.capturing = false
-        self.flushNanoseconds = UInt64(max(1, flushMilliseconds)) * 1_000_000
+        self.flushNanoseconds = UInt64(min(max(1, flushMilliseconds), 3_600_000)) * 1_000_000
     }
 
     /// Keeps every line in memory.
@@ -184,47 +160,43 @@ public final class LogSink: Sendable {
         return batch
     }
 
-    /// Writes what the calling thread has batched.
-    public func flushBatch() {
-        Self.currentBatch?.flush()
-    }
-
     func write(_ line: [UInt8]) {
-        if !capturing, let batch = Self.currentBatch {
-            batch.append { $0.append(contentsOf: line) }
-            return
-        }
-        emit(line)
+        writeLine(maxBytes: line.count) { cursor in line.withUnsafeBytes { cursor.put($0) } }
     }
 
-    /// Builds a line in place: in the calling thread's batch when it
-    /// batches, otherwise in a buffer written at once.
-    func writeLine(_ build: (inout [UInt8]) -> Void) {
-        if !capturing, let batch = Self.currentBatch {
-            batch.append(build)
+    /// Builds a line of at most `maxBytes` in place: in the calling
+    /// thread's batch when it batches, otherwise in a buffer written at once.
+    func writeLine(maxBytes: Int, _ build: (inout ByteCursor) -> Void) {
+        if let batch = batchRoom(maxBytes: maxBytes) {
+            var cursor = batch.room(maxBytes)
+            build(&cursor)
+            batch.commit(cursor)
             return
         }
-        var line: [UInt8] = []
-        line.reserveCapacity(256)
-        build(&line)
-        emit(line)
+        let line = bytesWritten(capacity: maxBytes, build)
+        line.withUnsafeBytes { emit($0) }
     }
 
-    fileprivate func emit(_ bytes: [UInt8]) {
+    /// The calling thread's batch with room for `maxBytes` made, when it
+    /// batches and a batch can hold that much (fill `room`, then `commit`).
+    func batchRoom(maxBytes: Int) -> LogBatch? {
+        guard !capturing, let batch = Self.currentBatch, batch.makeRoom(maxBytes) else { return nil }
+        return batch
+    }
+
+    fileprivate func emit(_ raw: UnsafeRawBufferPointer) {
         if capturing {
-            captured.withLock { $0.append(contentsOf: bytes) }
+            captured.withLock { $0.append(contentsOf: raw) }
             return
         }
-        bytes.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n <= 0 {
-                    if n < 0 && errno == EINTR { continue }
-                    return
-                }
-                offset += n
+        var offset = 0
+        while offset < raw.count {
+            let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
+            if n <= 0 {
+                if n < 0 && errno == EINTR { continue }
+                return
             }
+            offset += n
         }
     }
 
@@ -239,23 +211,39 @@ public final class LogSink: Sendable {
 public final class LogBatch: DeadlineSource {
     static let capacity = 65536
     private let sink: LogSink
-    private var bytes: [UInt8] = []
+    private let storage = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: LogBatch.capacity)
+    private var count = 0
     private var oldestAt: UInt64 = 0
 
     fileprivate init(sink: LogSink) {
         self.sink = sink
-        bytes.reserveCapacity(Self.capacity)
     }
 
-    fileprivate func append(_ build: (inout [UInt8]) -> Void) {
-        if bytes.isEmpty { oldestAt = MonotonicClock.now() }
-        build(&bytes)
-        // Written before the buffer would have to grow.
-        if bytes.count > Self.capacity - 1024 { flush() }
+    deinit {
+        storage.deallocate()
+    }
+
+    /// Writes the batch first when `maxBytes` may not fit in what is left.
+    /// False when a line that large would not fit in an empty batch: the
+    /// caller writes it alone (after the batch, which this wrote).
+    fileprivate func makeRoom(_ maxBytes: Int) -> Bool {
+        if maxBytes > storage.count - count { flush() }
+        return maxBytes <= storage.count
+    }
+
+    /// The room `makeRoom` made, to write one line into.
+    func room(_ maxBytes: Int) -> ByteCursor {
+        ByteCursor(UnsafeMutableBufferPointer(rebasing: storage[count..<(count + maxBytes)]))
+    }
+
+    /// Keeps what was written into `room`.
+    func commit(_ cursor: ByteCursor) {
+        if count == 0 { oldestAt = MonotonicClock.now() }
+        count += cursor.count
     }
 
     public var nextDeadline: UInt64? {
-        bytes.isEmpty ? nil : oldestAt &+ sink.flushNanoseconds
+        count == 0 ? nil : oldestAt &+ sink.flushNanoseconds
     }
 
     public func deadlineReached() {
@@ -263,8 +251,8 @@ public final class LogBatch: DeadlineSource {
     }
 
     func flush() {
-        if bytes.isEmpty { return }
-        sink.emit(bytes)
-        bytes.removeAll(keepingCapacity: true)
+        if count == 0 { return }
+        sink.emit(UnsafeRawBufferPointer(start: storage.baseAddress, count: count))
+        count = 0
     }
 }

@@ -78,14 +78,8 @@ func envelopeBody(_ message: String) -> [UInt8] {
 let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
 func appendJSONString(_ text: String, to out: inout [UInt8]) {
-    appendJSONString(utf8: text.utf8, to: &out)
-}
-
-/// `bytes`, UTF-8, as a JSON string: quotes, backslashes and control
-/// characters escaped, so that a value cannot end the string or the line.
-func appendJSONString<Bytes: Collection<UInt8>>(utf8 bytes: Bytes, to out: inout [UInt8]) {
     out.append(UInt8(ascii: "\""))
-    for b in bytes {
+    for b in text.utf8 {
         switch b {
         case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
         case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)

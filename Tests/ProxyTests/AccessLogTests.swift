@@ -42,9 +42,8 @@ import Testing
     }
 
     static func directLine(_ e: AccessEntry, format: LineLogHandler.Format) -> String {
-        var out: [UInt8] = []
-        AccessLog.appendLine(e, format: format, to: &out)
-        return String(decoding: out, as: UTF8.self)
+        let out = bytesWritten(capacity: AccessLog.maxBytes(e)) { AccessLog.putLine(e, format: format, to: &$0) }
+        return String(validating: out, as: UTF8.self) ?? "not UTF-8"
     }
 
     /// The line without its timestamp (24 characters, in both formats).
@@ -164,9 +163,55 @@ import Testing
         }
     }
 
+    @Test func timestampsAreGmtimes() {
+        var seconds: [Int] = [0, 86399, 86400, 951_782_400, 951_868_799, 1_709_164_800, 1_764_633_600, 4_107_542_399,
+                              253_402_300_799]
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<2000 { seconds.append(Int(random.next() % 253_402_300_800)) }
+        for s in seconds {
+            var t = time_t(s)
+            var parts = tm()
+            gmtime_r(&t, &parts)
+            let expected = String(
+                format: "%04d-%02d-%02dT%02d:%02d:%02d.042Z", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+                parts.tm_hour, parts.tm_min, parts.tm_sec)
+            let written = bytesWritten(capacity: 32) { $0.putTimestamp(seconds: s, milliseconds: 42) }
+            #expect(String(decoding: written, as: UTF8.self) == expected, "\(s)")
+        }
+    }
+
+    @Test func aLineLargerThanABatchIsWrittenWholeAfterTheBatch() throws {
+        let pipe = Pipe(flushMilliseconds: 60_000)
+        let h = try Harness(batchedLog: pipe.sink)
+        defer {
+            h.stop()
+            pipe.close()
+        }
+        let sink = pipe.sink
+        let log = AccessLog(logger: Logger(label: "t") { LineLogHandler(label: $0, level: .info, format: .text, sink: sink) })
+        let small = Self.entry(path: Array("/small-first".utf8))
+        let large = Self.entry(path: Array("/large".utf8) + [UInt8](repeating: UInt8(ascii: "x"), count: 20_000))
+        #expect(AccessLog.maxBytes(large) > LogBatch.capacity)
+        let done = DispatchSemaphore(value: 0)
+        h.proxy.group.loops[0].execute {
+            log.record(small)
+            log.record(large)
+            done.signal()
+        }
+        done.wait()
+        // Written at once, the batch (the small line) first, without waiting for its deadline.
+        #expect(pipe.read(until: "xxx status=200", seconds: 5))
+        let small1 = try #require(pipe.text.range(of: "path=/small-first "))
+        let large1 = try #require(pipe.text.range(of: "path=/largexxx"))
+        #expect(small1.lowerBound < large1.lowerBound)
+        #expect(pipe.text.contains("path=/large" + String(repeating: "x", count: 20_000) + " status=200"))
+    }
+
     /// A pipe whose read end is polled: what the proxy has written so far.
+    /// Closed by `close()` once the proxy writing to it has stopped.
     final class Pipe: @unchecked Sendable {
         let readFD: Int32
+        let writeFD: Int32
         let sink: LogSink
         private(set) var text = ""
 
@@ -174,8 +219,14 @@ import Testing
             var fds: [Int32] = [0, 0]
             precondition(pipe(&fds) == 0)
             readFD = fds[0]
+            writeFD = fds[1]
             sink = LogSink(fd: fds[1], flushMilliseconds: flushMilliseconds)
             _ = fcntl(readFD, F_SETFL, fcntl(readFD, F_GETFL) | O_NONBLOCK)
+        }
+
+        func close() {
+            Glibc.close(readFD)
+            Glibc.close(writeFD)
         }
 
         /// Reads until `needle` shows or `seconds` pass.
@@ -196,7 +247,10 @@ import Testing
     @Test func anIdleLoopWritesItsBatchWithinTheFlushInterval() throws {
         let pipe = Pipe(flushMilliseconds: 200)
         let h = try Harness(batchedLog: pipe.sink)
-        defer { h.stop() }
+        defer {
+            h.stop()
+            pipe.close()
+        }
         #expect(try h.get("/payments/imp_idle").status == 200)
         // Nothing else happens on the loop: only the batch's deadline can write the line.
         #expect(pipe.read(until: "path=/payments/imp_idle ", seconds: 5))
@@ -209,6 +263,7 @@ import Testing
         #expect(!pipe.read(until: "path=/payments/imp_batched ", seconds: 0.5), "held in the loop's batch")
         h.stop()
         #expect(pipe.read(until: "path=/payments/imp_batched ", seconds: 5))
+        pipe.close()
     }
 
     @Test func anotherLogHandlerGetsTheAccessLineThroughSwiftLog() {

@@ -106,13 +106,13 @@ public struct LineLogHandler: LogHandler {
 
 /// Where log lines go: standard error, or a buffer kept for tests.
 ///
-/// On an event-loop thread that called `startBatching`, lines collect in a
-/// per-thread batch of up to 64 KiB that is written out when full, when its
-/// oldest line is `flushMilliseconds` old (the loop wakes for that even when
-/// idle), and when the thread ends: a busy loop makes one write(2) for
-/// hundreds of lines, and a reader of standard error is woken a few times a
-/// second rather than once per request. Lines from other threads are written
-/// at once.
+/// On an event-loop thread that called `startBatching`, access lines
+/// collect in a per-thread batch of up to 64 KiB that is written out when
+/// full, when its oldest line is `flushMilliseconds` old (the loop wakes for
+/// that even when idle), before any other line of that thread, and when the
+/// thread ends: a busy loop makes one write(2) for hundreds of lines, and a
+/// reader of standard error is woken a few times a second rather than once
+/// per request. Other lines are written at once.
 public final class LogSink: Sendable {
     private let fd: Int32
     private let capturing: Bool
@@ -160,8 +160,12 @@ public final class LogSink: Sendable {
         return batch
     }
 
+    /// A line other than an access line (token events, lifecycle): rare,
+    /// and wanted at once, so written now, after the access lines the
+    /// thread has batched.
     func write(_ line: [UInt8]) {
-        writeLine(maxBytes: line.count) { cursor in line.withUnsafeBytes { cursor.put($0) } }
+        if !capturing { Self.currentBatch?.flush() }
+        line.withUnsafeBytes { emit($0) }
     }
 
     /// Builds a line of at most `maxBytes` in place: in the calling

@@ -266,6 +266,29 @@ import Testing
         pipe.close()
     }
 
+    @Test func anotherLineOnALoopIsWrittenAtOnceAfterTheBatchedAccessLines() throws {
+        let pipe = Pipe(flushMilliseconds: 60_000)
+        let h = try Harness(batchedLog: pipe.sink)
+        defer {
+            h.stop()
+            pipe.close()
+        }
+        let sink = pipe.sink
+        let logger = Logger(label: "t") { LineLogHandler(label: $0, level: .info, format: .text, sink: sink) }
+        let log = AccessLog(logger: logger)
+        let done = DispatchSemaphore(value: 0)
+        h.proxy.group.loops[0].execute {
+            log.record(Self.entry(path: Array("/batched-first".utf8)))
+            logger.error("token fetch failed")
+            done.signal()
+        }
+        done.wait()
+        #expect(pipe.read(until: "token fetch failed", seconds: 5), "not held for the batch's deadline")
+        let access = try #require(pipe.text.range(of: "path=/batched-first "))
+        let other = try #require(pipe.text.range(of: "token fetch failed"))
+        #expect(access.lowerBound < other.lowerBound)
+    }
+
     @Test func anotherLogHandlerGetsTheAccessLineThroughSwiftLog() {
         final class Keep: LogHandler, @unchecked Sendable {
             var logLevel: Logger.Level = .info

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import EventLoops
 import Logging
 import Synchronization
 
@@ -15,8 +16,8 @@ public struct LineLogHandler: LogHandler {
 
     public var logLevel: Logger.Level
     public var metadata: Logger.Metadata = [:]
-    private let format: Format
-    private let sink: LogSink
+    let format: Format
+    let sink: LogSink
 
     public init(label: String, level: Logger.Level, format: Format, sink: LogSink = .standardError) {
         self.logLevel = level
@@ -101,112 +102,161 @@ public struct LineLogHandler: LogHandler {
         line.append(0x0A)
         sink.write(line)
     }
-
-    private func appendTimestamp(to out: inout [UInt8]) {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        var t = ts.tv_sec
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        func two(_ v: Int32) {
-            out.append(UInt8(ascii: "0") + UInt8(v / 10 % 10))
-            out.append(UInt8(ascii: "0") + UInt8(v % 10))
-        }
-        let year = Int(parts.tm_year) + 1900
-        out.append(contentsOf: String(year).utf8)
-        out.append(UInt8(ascii: "-")); two(parts.tm_mon + 1)
-        out.append(UInt8(ascii: "-")); two(parts.tm_mday)
-        out.append(UInt8(ascii: "T")); two(parts.tm_hour)
-        out.append(UInt8(ascii: ":")); two(parts.tm_min)
-        out.append(UInt8(ascii: ":")); two(parts.tm_sec)
-        out.append(UInt8(ascii: "."))
-        let ms = Int32(ts.tv_nsec / 1_000_000)
-        out.append(UInt8(ascii: "0") + UInt8(ms / 100)); two(ms % 100)
-        out.append(UInt8(ascii: "Z"))
-    }
 }
 
 /// Where log lines go: standard error, or a buffer kept for tests.
 ///
-/// On an event-loop thread that called `startBatching`, lines collect in a
-/// per-thread buffer that the loop writes out once per iteration, so a busy
-/// loop makes one write(2) for many access lines instead of one each. Lines
-/// from other threads are written at once.
+/// On an event-loop thread that called `startBatching`, access lines
+/// collect in a per-thread batch of up to 64 KiB that is written out when
+/// full, when its oldest line is `flushMilliseconds` old (the loop wakes for
+/// that even when idle), before any other line of that thread, and when the
+/// thread ends: a busy loop makes one write(2) for hundreds of lines, and a
+/// reader of standard error is woken a few times a second rather than once
+/// per request. Other lines are written at once.
 public final class LogSink: Sendable {
     private let fd: Int32
     private let capturing: Bool
     private let captured = Mutex<[UInt8]>([])
+    let flushNanoseconds: UInt64
 
     public static let standardError = LogSink(fd: 2)
 
-    public init(fd: Int32) {
+    public init(fd: Int32, flushMilliseconds: Int = 500) {
         self.fd = fd
         self.capturing = false
+        self.flushNanoseconds = UInt64(min(max(1, flushMilliseconds), 3_600_000)) * 1_000_000
     }
 
     /// Keeps every line in memory.
     public init() {
         self.fd = -1
         self.capturing = true
-    }
-
-    /// The calling thread's batch, if it batches.
-    private final class Batch {
-        var bytes: [UInt8] = []
+        self.flushNanoseconds = 0
     }
 
     private static let batchKey: pthread_key_t = {
         var key = pthread_key_t()
-        pthread_key_create(&key, nil)
+        // At the thread's end: write what is left, then free the batch.
+        pthread_key_create(&key) { raw in
+            guard let raw else { return }
+            let batch = Unmanaged<LogBatch>.fromOpaque(raw).takeRetainedValue()
+            batch.flush()
+        }
         return key
     }()
 
-    /// Makes the calling thread batch its lines until `flushBatch`; call on a
-    /// loop thread, and flush at the end of each iteration.
-    public func startBatching() {
-        let batch = Batch()
-        batch.bytes.reserveCapacity(16384)
+    /// The calling thread's batch, if it batches.
+    private static var currentBatch: LogBatch? {
+        guard let raw = pthread_getspecific(batchKey) else { return nil }
+        return Unmanaged<LogBatch>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    /// Makes the calling thread (a loop's) batch its lines. The loop must
+    /// watch the returned batch's deadline (`addDeadlineSource`).
+    public func startBatching() -> LogBatch {
+        if let batch = Self.currentBatch { return batch }
+        let batch = LogBatch(sink: self)
         pthread_setspecific(Self.batchKey, Unmanaged.passRetained(batch).toOpaque())
+        return batch
     }
 
-    /// Writes what the calling thread has batched.
-    public func flushBatch() {
-        guard let raw = pthread_getspecific(Self.batchKey) else { return }
-        let batch = Unmanaged<Batch>.fromOpaque(raw).takeUnretainedValue()
-        if batch.bytes.isEmpty { return }
-        emit(batch.bytes)
-        batch.bytes.removeAll(keepingCapacity: true)
-    }
-
+    /// A line other than an access line (token events, lifecycle): rare,
+    /// and wanted at once, so written now, after the access lines the
+    /// thread has batched.
     func write(_ line: [UInt8]) {
-        if !capturing, let raw = pthread_getspecific(Self.batchKey) {
-            let batch = Unmanaged<Batch>.fromOpaque(raw).takeUnretainedValue()
-            batch.bytes.append(contentsOf: line)
-            if batch.bytes.count >= 65536 { flushBatch() }
-            return
-        }
-        emit(line)
+        if !capturing { Self.currentBatch?.flush() }
+        line.withUnsafeBytes { emit($0) }
     }
 
-    private func emit(_ bytes: [UInt8]) {
-        if capturing {
-            captured.withLock { $0.append(contentsOf: bytes) }
+    /// Builds a line of at most `maxBytes` in place: in the calling
+    /// thread's batch when it batches, otherwise in a buffer written at once.
+    func writeLine(maxBytes: Int, _ build: (inout ByteCursor) -> Void) {
+        if let batch = batchRoom(maxBytes: maxBytes) {
+            var cursor = batch.room(maxBytes)
+            build(&cursor)
+            batch.commit(cursor)
             return
         }
-        bytes.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n <= 0 {
-                    if n < 0 && errno == EINTR { continue }
-                    return
-                }
-                offset += n
+        let line = bytesWritten(capacity: maxBytes, build)
+        line.withUnsafeBytes { emit($0) }
+    }
+
+    /// The calling thread's batch with room for `maxBytes` made, when it
+    /// batches and a batch can hold that much (fill `room`, then `commit`).
+    func batchRoom(maxBytes: Int) -> LogBatch? {
+        guard !capturing, let batch = Self.currentBatch, batch.makeRoom(maxBytes) else { return nil }
+        return batch
+    }
+
+    fileprivate func emit(_ raw: UnsafeRawBufferPointer) {
+        if capturing {
+            captured.withLock { $0.append(contentsOf: raw) }
+            return
+        }
+        var offset = 0
+        while offset < raw.count {
+            let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
+            if n <= 0 {
+                if n < 0 && errno == EINTR { continue }
+                return
             }
+            offset += n
         }
     }
 
     public var capturedText: String {
         captured.withLock { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
+/// One loop thread's unwritten log lines. A `DeadlineSource`: the loop
+/// wakes to write them once the oldest is `flushNanoseconds` old.
+/// Touched only on its thread.
+public final class LogBatch: DeadlineSource {
+    static let capacity = 65536
+    private let sink: LogSink
+    private let storage = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: LogBatch.capacity)
+    private var count = 0
+    private var oldestAt: UInt64 = 0
+
+    fileprivate init(sink: LogSink) {
+        self.sink = sink
+    }
+
+    deinit {
+        storage.deallocate()
+    }
+
+    /// Writes the batch first when `maxBytes` may not fit in what is left.
+    /// False when a line that large would not fit in an empty batch: the
+    /// caller writes it alone (after the batch, which this wrote).
+    fileprivate func makeRoom(_ maxBytes: Int) -> Bool {
+        if maxBytes > storage.count - count { flush() }
+        return maxBytes <= storage.count
+    }
+
+    /// The room `makeRoom` made, to write one line into.
+    func room(_ maxBytes: Int) -> ByteCursor {
+        ByteCursor(UnsafeMutableBufferPointer(rebasing: storage[count..<(count + maxBytes)]))
+    }
+
+    /// Keeps what was written into `room`.
+    func commit(_ cursor: ByteCursor) {
+        if count == 0 { oldestAt = MonotonicClock.now() }
+        count += cursor.count
+    }
+
+    public var nextDeadline: UInt64? {
+        count == 0 ? nil : oldestAt &+ sink.flushNanoseconds
+    }
+
+    public func deadlineReached() {
+        flush()
+    }
+
+    func flush() {
+        if count == 0 { return }
+        sink.emit(UnsafeRawBufferPointer(start: storage.baseAddress, count: count))
+        count = 0
     }
 }

@@ -14,6 +14,7 @@ public final class ProxyHandler: HTTPHandler {
     let tokens: TokenCache
     let metrics: ProxyMetrics
     let logger: Logger
+    private let accessLog: AccessLog
     let contexts: [LoopContext]
     private let authenticator: ClientAuthenticator
     private let upstreamAuthority: [UInt8]
@@ -28,6 +29,7 @@ public final class ProxyHandler: HTTPHandler {
         self.tokens = tokens
         self.metrics = metrics
         self.logger = logger
+        self.accessLog = AccessLog(logger: logger)
         self.contexts = contexts
         self.authenticator = ClientAuthenticator(clientToken: configuration.clientToken)
         self.upstreamAuthority = configuration.upstream.authority.map(ASCII.lower)
@@ -430,26 +432,13 @@ public final class ProxyHandler: HTTPHandler {
         head: RequestHead, requestID: [UInt8], clientAddress: String, status: Int, upstreamStatus: Int?, bytes: Int,
         startedAt: UInt64?, renewed: Bool, replayed: Bool, error: ProxyError?, message: String?
     ) {
-        guard logger.logLevel <= .info else { return }
-        let path = head[head.target].prefix { $0 != ASCII.question }
-        var metadata: Logger.Metadata = [
-            "request_id": .string(String(decoding: requestID, as: UTF8.self)),
-            "method": .string(String(decoding: head[head.methodRange], as: UTF8.self)),
-            "path": .string(String(decoding: path, as: UTF8.self)),
-            "status": .stringConvertible(status),
-            "upstream_status": .string(upstreamStatus.map(String.init) ?? "-"),
-            "bytes": .stringConvertible(bytes),
-            "client": .string(clientAddress),
-            "renewed": .stringConvertible(renewed),
-            "replayed": .stringConvertible(replayed),
-        ]
-        if let startedAt {
-            let micros = (MonotonicClock.now() &- startedAt) / 1000
-            metadata["duration_ms"] = .string("\(micros / 1000).\(String(micros % 1000 + 1000).dropFirst())")
-        }
-        if let error { metadata["error"] = .string(error.rawValue) }
-        if let message { metadata["reason"] = .string(message) }
-        logger.info("request", metadata: metadata)
+        guard accessLog.isOn else { return }
+        let target = head[head.target]
+        accessLog.record(AccessEntry(
+            requestID: requestID, method: head[head.methodRange],
+            path: target.prefix { $0 != ASCII.question }, status: status, upstreamStatus: upstreamStatus,
+            bytes: bytes, durationMicros: startedAt.map { (MonotonicClock.now() &- $0) / 1000 }, client: clientAddress,
+            renewed: renewed, replayed: replayed, error: error, reason: message))
     }
 }
 

@@ -17,7 +17,7 @@ public final class ProxyService: Sendable {
 
     /// Builds and starts everything, and begins the first token fetch in the
     /// background. `tokenSource` replaces the real getToken (tests only).
-    /// `logSink`, when given, batches lines per loop iteration on the loops.
+    /// `logSink`, when given, batches the loops' access lines (see `LogSink`).
     public init(configuration: ProxyConfiguration, logger: Logger, tokenSource: (any TokenSource)? = nil,
                 logSink: LogSink? = nil) throws {
         let loops = configuration.loopCount > 0 ? configuration.loopCount : max(1, System.coreCount)
@@ -35,8 +35,7 @@ public final class ProxyService: Sendable {
             for loop in group.loops {
                 let started = Latch<Void>()
                 loop.execute {
-                    logSink.startBatching()
-                    loop.addIterationHook { logSink.flushBatch() }
+                    loop.addDeadlineSource(logSink.startBatching())
                     started.set()
                 }
                 started.wait()

@@ -24,7 +24,7 @@ final class Harness: @unchecked Sendable {
         clientToken: String? = nil, allow: [String] = [], upstreamTimeoutMs: Int = 5000,
         limits: Limits = Limits(), server: ((inout Server.Configuration) -> Void)? = nil,
         upstreamURL: String? = nil, waitForToken: Bool = true, logLevel: Logger.Level = .trace,
-        logFormat: LineLogHandler.Format = .text, fakeIdleTimeout: Double = 60
+        logFormat: LineLogHandler.Format = .text, fakeIdleTimeout: Double = 60, batchedLog: LogSink? = nil
     ) throws {
         fake = FakeIamport(configuration: fakeConfiguration)
         fakePort = try fake.start(idleTimeout: fakeIdleTimeout).port
@@ -36,12 +36,13 @@ final class Harness: @unchecked Sendable {
                 baseURL: upstreamURL ?? "http://127.0.0.1:\(fakePort)", timeoutMilliseconds: upstreamTimeoutMs),
             apiKey: Secret(Harness.apiKey), apiSecret: Secret(Harness.apiSecret),
             clientToken: clientToken.map(Secret.init), allowList: try AllowList(allow), loopCount: 2)
-        let sink = logs
+        // A batching sink gets the lines instead of `logs`, batched on the loops as in the executable.
+        let sink = batchedLog ?? logs
         var logger = Logger(label: "test") { label in
             LineLogHandler(label: label, level: logLevel, format: logFormat, sink: sink)
         }
         logger.logLevel = logLevel
-        proxy = try ProxyService(configuration: configuration, logger: logger)
+        proxy = try ProxyService(configuration: configuration, logger: logger, logSink: batchedLog)
         port = proxy.address.port
         if waitForToken { self.waitForToken() }
     }

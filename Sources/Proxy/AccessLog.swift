@@ -1,0 +1,215 @@
+import Logging
+
+/// One answered request, as the access log tells it. Byte fields are the
+/// request's own bytes, not copies.
+struct AccessEntry {
+    var requestID: [UInt8]
+    var method: ArraySlice<UInt8>
+    /// The target without its query.
+    var path: ArraySlice<UInt8>
+    var status: Int
+    var upstreamStatus: Int?
+    var bytes: Int
+    var durationMicros: UInt64?
+    var client: String
+    var renewed: Bool
+    var replayed: Bool
+    var error: ProxyError?
+    var reason: String?
+}
+
+/// The access log: one line per answered request, in `LineLogHandler`'s
+/// text and JSON formats, written byte by byte into the loop's log batch:
+/// no `Logger.Metadata`, no `String` per field. A logger whose handler is
+/// not a `LineLogHandler` gets the line through swift-log as before.
+struct AccessLog: Sendable {
+    private enum Output: Sendable {
+        case off
+        case lines(LineLogHandler.Format, LogSink)
+        case logger(Logger)
+    }
+
+    private let output: Output
+
+    init(logger: Logger) {
+        if logger.logLevel > .info {
+            output = .off
+        } else if let handler = logger.handler as? LineLogHandler, handler.metadata.isEmpty {
+            output = .lines(handler.format, handler.sink)
+        } else {
+            output = .logger(logger)
+        }
+    }
+
+    var isOn: Bool {
+        if case .off = output { return false }
+        return true
+    }
+
+    func record(_ entry: AccessEntry) {
+        switch output {
+        case .off:
+            return
+        case .lines(let format, let sink):
+            // Straight into the batch, without a closure (capturing the
+            // entry copied it, a retain and release per field).
+            let maxBytes = Self.maxBytes(entry)
+            if let batch = sink.batchRoom(maxBytes: maxBytes) {
+                var cursor = batch.room(maxBytes)
+                Self.putLine(entry, format: format, to: &cursor)
+                batch.commit(cursor)
+            } else {
+                sink.writeLine(maxBytes: maxBytes) { Self.putLine(entry, format: format, to: &$0) }
+            }
+        case .logger(let logger):
+            logger.info("request", metadata: Self.metadata(entry))
+        }
+    }
+
+    /// The most a line can take: the fixed parts, 20 digits and a sign per
+    /// number, and 6 bytes per byte of text (a control character escaped).
+    static func maxBytes(_ entry: AccessEntry) -> Int {
+        let text = entry.requestID.count + entry.method.count + entry.path.count + entry.client.utf8.count
+            + (entry.error?.rawValue.utf8.count ?? 0) + (entry.reason?.utf8.count ?? 0)
+        return 512 + 6 * text
+    }
+
+    /// The whole line, newline included; the field order is
+    /// `LineLogHandler.fieldOrder`.
+    static func putLine(_ entry: AccessEntry, format: LineLogHandler.Format, to out: inout ByteCursor) {
+        let line = LineWriter(format: format)
+        line.begin(&out)
+        line.field("request_id", bytes: entry.requestID, &out)
+        line.field("method", bytes: entry.method, &out)
+        line.field("path", bytes: entry.path, &out)
+        line.field("status", number: entry.status, &out)
+        if let upstream = entry.upstreamStatus {
+            line.field("upstream_status", number: upstream, &out)
+        } else {
+            line.field("upstream_status", constant: "-", &out)
+        }
+        line.field("bytes", number: entry.bytes, &out)
+        if let micros = entry.durationMicros { line.field("duration_ms", millisecondsFromMicros: micros, &out) }
+        line.field("client", string: entry.client, &out)
+        line.field("renewed", constant: entry.renewed ? "true" : "false", &out)
+        line.field("replayed", constant: entry.replayed ? "true" : "false", &out)
+        if let error = entry.error { line.field("error", string: error.rawValue, &out) }
+        if let reason = entry.reason { line.field("reason", string: reason, &out) }
+        line.end(&out)
+    }
+
+    /// The same fields for another handler.
+    static func metadata(_ entry: AccessEntry) -> Logger.Metadata {
+        var metadata: Logger.Metadata = [
+            "request_id": .string(String(decoding: entry.requestID, as: UTF8.self)),
+            "method": .string(String(decoding: entry.method, as: UTF8.self)),
+            "path": .string(String(decoding: entry.path, as: UTF8.self)),
+            "status": .stringConvertible(entry.status),
+            "upstream_status": .string(entry.upstreamStatus.map(String.init) ?? "-"),
+            "bytes": .stringConvertible(entry.bytes),
+            "client": .string(entry.client),
+            "renewed": .stringConvertible(entry.renewed),
+            "replayed": .stringConvertible(entry.replayed),
+        ]
+        if let micros = entry.durationMicros {
+            let text = bytesWritten(capacity: 32) { $0.put(millisecondsFromMicros: micros) }
+            metadata["duration_ms"] = .string(String(decoding: text, as: UTF8.self))
+        }
+        if let error = entry.error { metadata["error"] = .string(error.rawValue) }
+        if let reason = entry.reason { metadata["reason"] = .string(reason) }
+        return metadata
+    }
+}
+
+/// Writes the access line's parts exactly as `LineLogHandler` writes a
+/// message with metadata: `<ts> info request key=value ...` or
+/// `{"ts":...,"level":"info","msg":"request","key":"value",...}`.
+private struct LineWriter {
+    let format: LineLogHandler.Format
+
+    func begin(_ out: inout ByteCursor) {
+        switch format {
+        case .text:
+            out.putTimestamp()
+            out.put(" info request")
+        case .json:
+            out.put(#"{"ts":""#)
+            out.putTimestamp()
+            out.put(#"","level":"info","msg":"request""#)
+        }
+    }
+
+    func end(_ out: inout ByteCursor) {
+        if format == .json { out.put(UInt8(ascii: "}")) }
+        out.put(0x0A)
+    }
+
+    private func key(_ name: StaticString, _ out: inout ByteCursor) {
+        switch format {
+        case .text:
+            out.put(UInt8(ascii: " "))
+            out.put(name)
+            out.put(UInt8(ascii: "="))
+        case .json:
+            out.put(#",""#)
+            out.put(name)
+            out.put(#"":"#)
+        }
+    }
+
+    /// A value from the network or from text: escaped in JSON, quoted in
+    /// text when it is empty or holds a space, a quote or a control
+    /// character; bytes that are not UTF-8 become U+FFFD, as in a `String`.
+    func field<Bytes: Collection<UInt8>>(_ name: StaticString, bytes: Bytes, _ out: inout ByteCursor) {
+        key(name, &out)
+        if bytes.contains(where: { $0 >= 0x80 }) {
+            // Rare (a parsed target is ASCII): let String replace what is not UTF-8.
+            let text = String(decoding: bytes, as: UTF8.self)
+            putValue(text.utf8, &out)
+        } else {
+            putValue(bytes, &out)
+        }
+    }
+
+    private func putValue<Bytes: Collection<UInt8>>(_ bytes: Bytes, _ out: inout ByteCursor) {
+        if format == .text && !bytes.isEmpty && !bytes.contains(where: { $0 == 0x20 || $0 == 0x22 || $0 < 0x20 }) {
+            out.put(bytes)
+        } else {
+            out.putJSONString(utf8: bytes)
+        }
+    }
+
+    /// Text through its contiguous UTF-8 (a `String.UTF8View` walked byte by
+    /// byte costs several times more).
+    func field(_ name: StaticString, string: String, _ out: inout ByteCursor) {
+        var text = string
+        text.withUTF8 { field(name, bytes: $0, &out) }
+    }
+
+    /// A value of ours that needs neither quotes in text nor escapes.
+    func field(_ name: StaticString, constant: StaticString, _ out: inout ByteCursor) {
+        key(name, &out)
+        quote(&out)
+        out.put(constant)
+        quote(&out)
+    }
+
+    func field(_ name: StaticString, number: Int, _ out: inout ByteCursor) {
+        key(name, &out)
+        quote(&out)
+        out.put(decimal: number)
+        quote(&out)
+    }
+
+    func field(_ name: StaticString, millisecondsFromMicros micros: UInt64, _ out: inout ByteCursor) {
+        key(name, &out)
+        quote(&out)
+        out.put(millisecondsFromMicros: micros)
+        quote(&out)
+    }
+
+    /// JSON has every value as a string, as `LineLogHandler` writes them.
+    private func quote(_ out: inout ByteCursor) {
+        if format == .json { out.put(UInt8(ascii: "\"")) }
+    }
+}

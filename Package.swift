@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(name: "AccountsTests", dependencies: ["Accounts", "Proxy", "Iamport"], swiftSettings: strict),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["FakeIamport", "Server", "HTTP1", "EventLoops", "TestSupport"],
+            dependencies: ["Accounts", "FakeIamport", "Server", "HTTP1", "EventLoops", "TestSupport"],
             swiftSettings: strict
         ),
     ],

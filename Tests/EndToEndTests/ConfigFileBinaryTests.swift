@@ -24,7 +24,8 @@ import Testing
             api_secret_env: SHOP_A_SECRET
             upstream: http://127.0.0.1:9
         """
-    let credentials = ["SHOP_A_KEY": "k", "SHOP_A_SECRET": "s"]
+    /// The listen address too: a proxy that started by mistake binds no fixed port.
+    let credentials = ["SHOP_A_KEY": "k", "SHOP_A_SECRET": "s", "IAMPORT_PROXY_LISTEN": "127.0.0.1:0"]
 
     @Test(arguments: [
         ([String](), "IAMPORT_API_KEY", "--config and IAMPORT_API_KEY cannot be combined"),

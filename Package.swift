@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
@@ -37,10 +38,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The config file of a multi-account proxy: YAML in, resolved accounts out.
+        .target(
+            name: "Accounts",
+            dependencies: ["Proxy", "Iamport", "Server", "HTTP1", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "iamport-proxy",
             dependencies: [
-                "Proxy", "Server", "Upstream", "Iamport", "EventLoops", "HTTP1",
+                "Accounts", "Proxy", "Server", "Upstream", "Iamport", "EventLoops", "HTTP1",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -65,9 +72,10 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "FakeIamportTests", dependencies: ["FakeIamport", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "AccountsTests", dependencies: ["Accounts", "Proxy", "Iamport"], swiftSettings: strict),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["FakeIamport", "Server", "HTTP1", "EventLoops", "TestSupport"],
+            dependencies: ["Accounts", "FakeIamport", "Server", "HTTP1", "EventLoops", "TestSupport"],
             swiftSettings: strict
         ),
     ],

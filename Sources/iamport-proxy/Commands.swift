@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Accounts
 import ArgumentParser
 import EventLoops
 import Iamport
@@ -16,6 +17,9 @@ let version = "0.1.0"
 struct CommonOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Address to listen on, HOST:PORT (port 0: any free port). Env: IAMPORT_PROXY_LISTEN. Default: 127.0.0.1:8080.", valueName: "host:port"))
     var listen: String?
+
+    @Option(name: .long, help: ArgumentHelp("YAML (or JSON) file of several accounts, PortOne V1 and V2 (docs/configuration.md); excludes the single-account settings. Env: IAMPORT_PROXY_CONFIG. Default: none, one account from the settings here.", valueName: "path"))
+    var config: String?
 
     @Option(name: .long, help: ArgumentHelp("Base URL of the iamport API. Env: IAMPORT_PROXY_UPSTREAM. Default: https://api.iamport.kr.", valueName: "url"))
     var upstream: String?
@@ -124,11 +128,15 @@ func makeLogger(level: Logger.Level, format: LineLogHandler.Format) -> Logger {
 /// Runs the proxy until SIGTERM or SIGINT.
 func serve(_ options: CommonOptions) throws {
     let env = Environment.current()
-    let settings = try Settings.resolve(options, env: env)
+    let settings: Settings
+    switch try Settings.load(options, env: env) {
+    case .single(let single): settings = single
+    case .accounts(let accounts): settings = try accounts.servedAsSingleAccount()
+    }
     let configuration = try settings.proxyConfiguration()
     let signals = TerminationSignals.block()
 
-    let logger = makeLogger(level: settings.logLevel, format: settings.logFormat)
+    let logger = makeLogger(level: settings.global.logLevel, format: settings.global.logFormat)
     _ = UpstreamClient.globalInit
     let service: ProxyService
     do {
@@ -173,16 +181,65 @@ struct Check: ParsableCommand {
     @OptionGroup var options: CommonOptions
 
     func run() throws {
-        let settings = try Settings.resolve(options, env: Environment.current())
-        let configuration = try settings.proxyConfiguration()
+        switch try Settings.load(options, env: Environment.current()) {
+        case .single(let settings):
+            let configuration = try settings.proxyConfiguration()
+            switch TokenCheck.run(upstream: configuration.upstream, apiKey: settings.apiKey, apiSecret: settings.apiSecret,
+                                  seconds: settings.global.upstreamTimeout + 5) {
+            case .success(let line): print(line)
+            case .failure(let failure): throw RuntimeFailure(description: "check failed: \(failure.description)")
+            }
+        case .accounts(let settings):
+            try checkAccounts(settings)
+        }
+    }
+
+    /// One line per account: V1 accounts fetch a token; V2 accounts cannot
+    /// be checked yet, which fails the check rather than pass it unchecked.
+    func checkAccounts(_ settings: AccountsSettings) throws {
+        var failed: [String] = []
+        for account in settings.accounts {
+            print(settings.summary(account))
+        }
+        for account in settings.accounts {
+            guard account.api == .v1, let apiKey = account.apiKey else {
+                print("\(account.name): not checked: checks of v2 accounts are not built yet")
+                failed.append(account.name)
+                continue
+            }
+            let upstream = settings.global.upstreamConfiguration(baseURL: account.upstream, caFile: account.caFile)
+            switch TokenCheck.run(upstream: upstream, apiKey: apiKey, apiSecret: account.apiSecret,
+                                  seconds: settings.global.upstreamTimeout + 5) {
+            case .success(let line):
+                print("\(account.name): \(line)")
+            case .failure(let failure):
+                print("\(account.name): check failed: \(failure.description)")
+                failed.append(account.name)
+            }
+        }
+        if !failed.isEmpty {
+            throw RuntimeFailure(description: "check failed for \(failed.joined(separator: ", "))")
+        }
+    }
+}
+
+/// Fetches one token with a key and secret: what `check` does per V1 account.
+enum TokenCheck {
+    static func run(upstream configuration: UpstreamConfiguration, apiKey: Secret, apiSecret: Secret,
+                    seconds: Double) -> Result<String, RuntimeFailure> {
         signal(SIGPIPE, SIG_IGN)
         _ = UpstreamClient.globalInit
-        let group = try EventLoopGroup(count: 1)
-        let upstream = UpstreamClient(loop: group.loops[0], configuration: configuration.upstream)
-        let client = GetTokenClient(upstream: upstream, apiKey: settings.apiKey, apiSecret: settings.apiSecret)
+        let group: EventLoopGroup
+        do {
+            group = try EventLoopGroup(count: 1)
+        } catch {
+            return .failure(RuntimeFailure(description: "cannot start an event loop: \(error)"))
+        }
+        let upstream = UpstreamClient(loop: group.loops[0], configuration: configuration)
+        let client = GetTokenClient(upstream: upstream, apiKey: apiKey, apiSecret: apiSecret)
         let outcome = Latch<Result<IssuedToken, TokenError>>()
         client.fetchToken { outcome.set($0) }
-        let result = outcome.wait(seconds: settings.upstreamTimeout + 5)
+        let result = outcome.wait(seconds: seconds)
         let done = Latch<Void>()
         group.loops[0].execute {
             upstream.close()
@@ -192,11 +249,11 @@ struct Check: ParsableCommand {
         group.shutdown()
         switch result {
         case .success(let token):
-            print("ok: a token was issued, valid for \(token.lifetime) s (by the API's clock)")
+            return .success("ok: a token was issued, valid for \(token.lifetime) s (by the API's clock)")
         case .failure(let error):
-            throw RuntimeFailure(description: "check failed: \(error.message)")
+            return .failure(RuntimeFailure(description: error.message))
         case nil:
-            throw RuntimeFailure(description: "check failed: no answer from the token endpoint in time")
+            return .failure(RuntimeFailure(description: "no answer from the token endpoint in time"))
         }
     }
 }
@@ -210,7 +267,8 @@ struct HealthCheck: ParsableCommand {
 
     func run() throws {
         let env = Environment.current()
-        var listen = options.listen ?? env["IAMPORT_PROXY_LISTEN"] ?? Settings.defaultListen
+        var listen = try options.listen ?? env["IAMPORT_PROXY_LISTEN"]
+            ?? LoadedConfigFile.named(by: options, env: env)?.file.global["listen"]?.text ?? Settings.defaultListen
         if listen.hasPrefix("0.0.0.0:") { listen = "127.0.0.1:" + listen.dropFirst(8) }
         if listen.hasPrefix("[::]:") { listen = "[::1]:" + listen.dropFirst(5) }
         let status = try ReadinessProbe.status(of: listen, timeoutSeconds: 3)

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Accounts
 import HTTP1
 import Iamport
 import Logging
@@ -30,21 +31,13 @@ enum Environment {
     }
 }
 
-/// Resolves every setting: a flag wins over its environment variable, the
-/// variable over the default. Secrets come from the environment or files only.
-struct Settings {
+/// The settings every mode shares: the shared listener, limits, timeouts,
+/// logging. A flag wins over its variable, the variable over the config
+/// file, the file over the default.
+struct GlobalSettings {
     var listen: String
-    var upstream: String
-    var caFile: String?
-    var apiKey: Secret
-    var apiSecret: Secret
-    var clientToken: Secret?
-    var allow: [String]
     var upstreamTimeout: Double
     var upstreamIdleTimeout: Double
-    /// Tests only (undocumented): makes libcurl close connections the pool
-    /// holds, the history behind the stalls a soak once found.
-    var testLibcurlMaxAge: Int? = nil
     var maxBodyBytes: Int
     var maxHeaderBytes: Int
     var maxConnections: Int
@@ -52,31 +45,127 @@ struct Settings {
     var logLevel: Logger.Level
     var logFormat: LineLogHandler.Format
 
+    static func resolve(_ flags: CommonOptions, env: [String: String], file: LoadedConfigFile? = nil) throws -> GlobalSettings {
+        let levelText = text(flags.logLevel, "IAMPORT_PROXY_LOG_LEVEL", env, file, "log_level")
+            ?? Origin(value: "info", file: nil)
+        guard let level = Logger.Level(rawValue: levelText.value.lowercased()) else {
+            throw ConfigurationError(
+                "\(levelText.setting(or: "IAMPORT_PROXY_LOG_LEVEL / --log-level")): '\(levelText.value)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        let formatText = text(flags.logFormat, "IAMPORT_PROXY_LOG_FORMAT", env, file, "log_format")
+            ?? Origin(value: "text", file: nil)
+        guard let format = LineLogHandler.Format(rawValue: formatText.value.lowercased()) else {
+            throw ConfigurationError(
+                "\(formatText.setting(or: "IAMPORT_PROXY_LOG_FORMAT / --log-format")): '\(formatText.value)' is not text or json")
+        }
+        // An empty IAMPORT_PROXY_LISTEN is an error, as it always was.
+        let listenText = flags.listen.map { Origin(value: $0, file: nil) }
+            ?? env["IAMPORT_PROXY_LISTEN"].map { Origin(value: $0, file: nil) }
+            ?? text(nil, "", [:], file, "listen") ?? Origin(value: Settings.defaultListen, file: nil)
+        do {
+            _ = try SocketAddress.resolve(listenText.value)
+        } catch {
+            throw ConfigurationError("\(listenText.setting(or: "IAMPORT_PROXY_LISTEN / --listen")): \(error)")
+        }
+        return GlobalSettings(
+            listen: listenText.value,
+            upstreamTimeout: try number(flags.upstreamTimeout, "IAMPORT_PROXY_UPSTREAM_TIMEOUT", "--upstream-timeout", env,
+                                        file, "upstream_timeout", default: 30.0, range: 0.1...600),
+            upstreamIdleTimeout: try number(
+                flags.upstreamIdleTimeout, "IAMPORT_PROXY_UPSTREAM_IDLE_TIMEOUT", "--upstream-idle-timeout", env,
+                file, "upstream_idle_timeout", default: 50.0, range: 0.1...3600),
+            maxBodyBytes: try number(flags.maxBodyBytes, "IAMPORT_PROXY_MAX_BODY_BYTES", "--max-body-bytes", env,
+                                     file, "max_body_bytes", default: 1_048_576, range: 0...(1 << 30)),
+            maxHeaderBytes: try number(flags.maxHeaderBytes, "IAMPORT_PROXY_MAX_HEADER_BYTES", "--max-header-bytes", env,
+                                       file, "max_header_bytes", default: 32768, range: 1024...(1 << 20)),
+            maxConnections: try number(flags.maxConnections, "IAMPORT_PROXY_MAX_CONNECTIONS", "--max-connections", env,
+                                       file, "max_connections", default: 4096, range: 1...1_000_000),
+            eventLoops: try number(flags.eventLoops, "IAMPORT_PROXY_EVENT_LOOPS", "--event-loops", env,
+                                   file, "event_loops", default: 0, range: 0...256),
+            logLevel: level, logFormat: format)
+    }
+
+    /// A value and, when it came from the config file, where in it.
+    struct Origin {
+        let value: String
+        let file: (loaded: LoadedConfigFile, key: String, line: Int?)?
+
+        /// How an error names the setting the value came from.
+        func setting(or flagAndVariable: String) -> String {
+            guard let file else { return flagAndVariable }
+            return file.loaded.place(line: file.line, key: file.key)
+        }
+    }
+
+    /// A flag, else a non-empty variable, else the file's key.
+    static func text(_ flag: String?, _ variable: String, _ env: [String: String], _ file: LoadedConfigFile?,
+                     _ key: String) -> Origin? {
+        if let flag { return Origin(value: flag, file: nil) }
+        if let value = env[variable], !value.isEmpty { return Origin(value: value, file: nil) }
+        if let file, let value = file.file.global[key] {
+            return Origin(value: value.text, file: (file, key, value.line))
+        }
+        return nil
+    }
+
+    static func number<T: LosslessStringConvertible & Comparable>(
+        _ flag: T?, _ variable: String, _ flagName: String, _ env: [String: String], _ file: LoadedConfigFile?,
+        _ key: String, default value: T, range: ClosedRange<T>
+    ) throws -> T {
+        let result: T
+        var setting = "\(variable) / \(flagName)"
+        if let flag {
+            result = flag
+        } else if let text = env[variable], !text.isEmpty {
+            guard let parsed = T(text) else {
+                throw ConfigurationError("\(variable): '\(text)' is not a number")
+            }
+            result = parsed
+        } else if let file, let text = file.file.global[key] {
+            setting = file.place(line: text.line, key: key)
+            guard let parsed = T(text.text) else {
+                throw ConfigurationError("\(setting): '\(text.text)' is not a number")
+            }
+            result = parsed
+        } else {
+            result = value
+        }
+        guard range.contains(result) else {
+            throw ConfigurationError("\(setting): \(result) is outside \(range.lowerBound)...\(range.upperBound)")
+        }
+        return result
+    }
+}
+
+/// Resolves every setting of the single-account mode: a flag wins over its
+/// environment variable, the variable over the default. Secrets come from
+/// the environment or files only.
+struct Settings {
+    var global: GlobalSettings
+    var upstream: String
+    var caFile: String?
+    var apiKey: Secret
+    var apiSecret: Secret
+    var clientToken: Secret?
+    var allow: [String]
+    /// Tests only (undocumented): makes libcurl close connections the pool
+    /// holds, the history behind the stalls a soak once found.
+    var testLibcurlMaxAge: Int? = nil
+
     static let defaultListen = "127.0.0.1:8080"
     static let defaultUpstream = "https://api.iamport.kr"
 
-    /// Settings that do not need the credentials (logging, check, healthcheck).
-    static func logging(_ flags: CommonOptions, env: [String: String]) throws -> (Logger.Level, LineLogHandler.Format) {
-        let levelText = flags.logLevel ?? env["IAMPORT_PROXY_LOG_LEVEL"] ?? "info"
-        guard let level = Logger.Level(rawValue: levelText.lowercased()) else {
-            throw ConfigurationError(
-                "IAMPORT_PROXY_LOG_LEVEL / --log-level: '\(levelText)' is not one of trace, debug, info, notice, warning, error, critical")
+    /// One V1 account from the flags and variables, or the accounts of the
+    /// config file when `--config` or IAMPORT_PROXY_CONFIG names one.
+    static func load(_ flags: CommonOptions, env: [String: String]) throws -> ResolvedSettings {
+        if let file = try LoadedConfigFile.named(by: flags, env: env) {
+            return .accounts(try AccountsSettings.resolve(flags, env: env, file: file))
         }
-        let formatText = flags.logFormat ?? env["IAMPORT_PROXY_LOG_FORMAT"] ?? "text"
-        guard let format = LineLogHandler.Format(rawValue: formatText.lowercased()) else {
-            throw ConfigurationError("IAMPORT_PROXY_LOG_FORMAT / --log-format: '\(formatText)' is not text or json")
-        }
-        return (level, format)
+        return .single(try resolve(flags, env: env))
     }
 
     static func resolve(_ flags: CommonOptions, env: [String: String]) throws -> Settings {
-        let (level, format) = try logging(flags, env: env)
-        let listen = flags.listen ?? env["IAMPORT_PROXY_LISTEN"] ?? defaultListen
-        do {
-            _ = try SocketAddress.resolve(listen)
-        } catch {
-            throw ConfigurationError("IAMPORT_PROXY_LISTEN / --listen: \(error)")
-        }
+        let global = try GlobalSettings.resolve(flags, env: env)
         let upstream = flags.upstream ?? env["IAMPORT_PROXY_UPSTREAM"] ?? defaultUpstream
         try validateUpstream(upstream)
         let caFile = flags.upstreamCAFile ?? env["IAMPORT_PROXY_UPSTREAM_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
@@ -109,45 +198,16 @@ struct Settings {
         } catch {
             throw ConfigurationError("IAMPORT_PROXY_ALLOW / --allow: \(error)")
         }
-        let timeout = try number(flags.upstreamTimeout, "IAMPORT_PROXY_UPSTREAM_TIMEOUT", "--upstream-timeout", env,
-                                 default: 30.0, range: 0.1...600)
-        let idleTimeout = try number(
-            flags.upstreamIdleTimeout, "IAMPORT_PROXY_UPSTREAM_IDLE_TIMEOUT", "--upstream-idle-timeout", env,
-            default: 50.0, range: 0.1...3600)
-        let maxBody = try number(flags.maxBodyBytes, "IAMPORT_PROXY_MAX_BODY_BYTES", "--max-body-bytes", env,
-                                 default: 1_048_576, range: 0...(1 << 30))
-        let maxHeader = try number(flags.maxHeaderBytes, "IAMPORT_PROXY_MAX_HEADER_BYTES", "--max-header-bytes", env,
-                                   default: 32768, range: 1024...(1 << 20))
-        let maxConnections = try number(flags.maxConnections, "IAMPORT_PROXY_MAX_CONNECTIONS", "--max-connections", env,
-                                        default: 4096, range: 1...1_000_000)
-        let eventLoops = try number(flags.eventLoops, "IAMPORT_PROXY_EVENT_LOOPS", "--event-loops", env,
-                                    default: 0, range: 0...256)
         var settings = Settings(
-            listen: listen, upstream: upstream, caFile: caFile, apiKey: apiKey, apiSecret: apiSecret,
-            clientToken: clientToken, allow: allow, upstreamTimeout: timeout, upstreamIdleTimeout: idleTimeout,
-            maxBodyBytes: maxBody,
-            maxHeaderBytes: maxHeader, maxConnections: maxConnections, eventLoops: eventLoops, logLevel: level,
-            logFormat: format)
+            global: global, upstream: upstream, caFile: caFile, apiKey: apiKey, apiSecret: apiSecret,
+            clientToken: clientToken, allow: allow)
         settings.testLibcurlMaxAge = env["IAMPORT_PROXY_TEST_LIBCURL_MAXAGE"].flatMap(Int.init).flatMap { $0 > 0 ? $0 : nil }
         return settings
     }
 
     static func validateUpstream(_ url: String) throws {
-        let lower = url.lowercased()
-        let rest: Substring
-        if lower.hasPrefix("https://") {
-            rest = url.dropFirst(8)
-        } else if lower.hasPrefix("http://") {
-            rest = url.dropFirst(7)
-        } else {
-            throw ConfigurationError("IAMPORT_PROXY_UPSTREAM / --upstream: '\(url)' must start with https:// or http://")
-        }
-        let host = rest.prefix { $0 != "/" && $0 != ":" }
-        if host.isEmpty {
-            throw ConfigurationError("IAMPORT_PROXY_UPSTREAM / --upstream: '\(url)' has no host")
-        }
-        if url.contains("?") || url.contains("#") || url.contains("@") || url.contains(" ") {
-            throw ConfigurationError("IAMPORT_PROXY_UPSTREAM / --upstream: '\(url)' must be a plain base URL")
+        if let problem = UpstreamURL.problem(url) {
+            throw ConfigurationError("IAMPORT_PROXY_UPSTREAM / --upstream: \(problem)")
         }
     }
 
@@ -168,57 +228,21 @@ struct Settings {
     }
 
     static func readSecretFile(_ path: String, setting: String) throws -> Secret {
-        guard let handle = fopen(path, "rb") else {
-            throw ConfigurationError("\(setting): cannot read '\(path)': \(String(cString: strerror(errno)))")
+        do {
+            return try SecretFile.read(path)
+        } catch {
+            throw ConfigurationError("\(setting): \(error)")
         }
-        defer { fclose(handle) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = fread(&chunk, 1, chunk.count, handle)
-            if n <= 0 { break }
-            bytes.append(contentsOf: chunk[0..<n])
-            if bytes.count > 65536 { throw ConfigurationError("\(setting): '\(path)' is too large for a secret") }
-        }
-        while let last = bytes.last, last == 0x0A || last == 0x0D { bytes.removeLast() }
-        if bytes.isEmpty { throw ConfigurationError("\(setting): '\(path)' is empty") }
-        if bytes.contains(where: { $0 < 0x20 || $0 == 0x7F }) {
-            throw ConfigurationError("\(setting): '\(path)' holds control characters or more than one line")
-        }
-        return Secret(String(decoding: bytes, as: UTF8.self))
-    }
-
-    static func number<T: LosslessStringConvertible & Comparable>(
-        _ flag: T?, _ variable: String, _ flagName: String, _ env: [String: String], default value: T,
-        range: ClosedRange<T>
-    ) throws -> T {
-        let result: T
-        if let flag {
-            result = flag
-        } else if let text = env[variable], !text.isEmpty {
-            guard let parsed = T(text) else {
-                throw ConfigurationError("\(variable): '\(text)' is not a number")
-            }
-            result = parsed
-        } else {
-            result = value
-        }
-        guard range.contains(result) else {
-            throw ConfigurationError("\(variable) / \(flagName): \(result) is outside \(range.lowerBound)...\(range.upperBound)")
-        }
-        return result
     }
 
     func proxyConfiguration() throws -> ProxyConfiguration {
-        let limits = Limits(maxHeadBytes: maxHeaderBytes, maxBodyBytes: maxBodyBytes)
-        let server = Server.Configuration(listen: listen, limits: limits, maxConnections: maxConnections)
-        var upstreamConfiguration = UpstreamConfiguration(
-            baseURL: upstream, caFile: caFile, timeoutMilliseconds: Int(upstreamTimeout * 1000),
-            idleTimeoutMilliseconds: Int(upstreamIdleTimeout * 1000))
+        let limits = Limits(maxHeadBytes: global.maxHeaderBytes, maxBodyBytes: global.maxBodyBytes)
+        let server = Server.Configuration(listen: global.listen, limits: limits, maxConnections: global.maxConnections)
+        var upstreamConfiguration = global.upstreamConfiguration(baseURL: upstream, caFile: caFile)
         if let age = testLibcurlMaxAge { upstreamConfiguration.libcurlMaxConnectionAgeSeconds = age }
         return ProxyConfiguration(
             server: server, upstream: upstreamConfiguration, apiKey: apiKey, apiSecret: apiSecret,
-            clientToken: clientToken, allowList: try AllowList(allow), loopCount: eventLoops)
+            clientToken: clientToken, allowList: try AllowList(allow), loopCount: global.eventLoops)
     }
 }
 

@@ -1,3 +1,4 @@
+import Accounts
 import Foundation
 import TestSupport
 import Testing
@@ -22,6 +23,20 @@ import Testing
         #expect(unknown.isEmpty, "the page names flags that do not exist: \(unknown)")
         let unknownVariables = pageVariables.subtracting(helpVariables).subtracting(["IAMPORT_API_KEY", "IAMPORT_API_SECRET"])
         #expect(unknownVariables.isEmpty, "the page names variables --help does not: \(unknownVariables)")
+    }
+
+    /// Every key of the config file the code knows is documented in the
+    /// page's "Config file" section, and every key documented there exists.
+    @Test func configFileKeysMatchTheCode() throws {
+        let page = try String(contentsOfFile: Paths.packageRoot + "/docs/configuration.md", encoding: .utf8)
+        let section = try #require(page.components(separatedBy: "## Config file").dropFirst().first)
+            .components(separatedBy: "\n## ").first ?? ""
+        let keyPattern = try Regex(#"(?m)^\| `([a-z_]+)`"#)
+        let pageKeys = section.matches(of: keyPattern).map { String(section[$0.range]).dropFirst(3).dropLast() }
+        let codeKeys = ["accounts"] + ConfigFile.globalKeys + ConfigFile.accountKeys
+        #expect(pageKeys.count == Set(pageKeys).count + 1, "listen is documented twice, global and per account: \(pageKeys)")
+        #expect(Set(pageKeys.map(String.init)) == Set(codeKeys),
+                "missing from the page: \(Set(codeKeys).subtracting(pageKeys.map(String.init))); not in the code: \(Set(pageKeys.map(String.init)).subtracting(codeKeys))")
     }
 
     @Test func healthcheckSubcommand() throws {

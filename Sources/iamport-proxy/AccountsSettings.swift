@@ -1,0 +1,159 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Accounts
+import Iamport
+import Proxy
+import Upstream
+
+/// What the command line, environment and config file resolve to.
+enum ResolvedSettings {
+    /// No config file: one V1 account from the flags and variables.
+    case single(Settings)
+    /// `--config`: the accounts of the file.
+    case accounts(AccountsSettings)
+
+    var global: GlobalSettings {
+        switch self {
+        case .single(let settings): settings.global
+        case .accounts(let settings): settings.global
+        }
+    }
+}
+
+/// The config file named by `--config` or IAMPORT_PROXY_CONFIG, parsed.
+struct LoadedConfigFile {
+    /// `--config` or `IAMPORT_PROXY_CONFIG`: whichever named the file.
+    let setting: String
+    let path: String
+    let file: ConfigFile
+
+    /// How an error names a place in the file.
+    func place(line: Int?, key: String) -> String {
+        "\(setting) '\(path)': " + (line.map { "line \($0): " } ?? "") + key
+    }
+
+    static func named(by flags: CommonOptions, env: [String: String]) throws -> LoadedConfigFile? {
+        let setting: String
+        let path: String
+        if let flag = flags.config {
+            (setting, path) = ("--config", flag)
+        } else if let variable = env["IAMPORT_PROXY_CONFIG"], !variable.isEmpty {
+            (setting, path) = ("IAMPORT_PROXY_CONFIG", variable)
+        } else {
+            return nil
+        }
+        guard !path.isEmpty else { throw ConfigurationError("\(setting): the path is empty") }
+        let bytes = try read(path, setting: setting)
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw ConfigurationError("\(setting) '\(path)': is not UTF-8 text")
+        }
+        do {
+            return LoadedConfigFile(setting: setting, path: path, file: try ConfigFile.parse(text))
+        } catch {
+            throw ConfigurationError("\(setting) '\(path)': \(error)")
+        }
+    }
+
+    static func read(_ path: String, setting: String) throws -> [UInt8] {
+        guard let handle = fopen(path, "rb") else {
+            throw ConfigurationError("\(setting): cannot read '\(path)': \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(handle) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let n = fread(&chunk, 1, chunk.count, handle)
+            if n <= 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+            if bytes.count > ConfigFile.maxBytes {
+                throw ConfigurationError("\(setting) '\(path)': larger than \(ConfigFile.maxBytes) bytes")
+            }
+        }
+        return bytes
+    }
+}
+
+/// The settings of a multi-account proxy: the global ones (flags and
+/// variables win over the file) and the file's accounts.
+struct AccountsSettings {
+    var global: GlobalSettings
+    var accounts: [AccountConfiguration]
+    var configFile: LoadedConfigFile
+
+    /// The single-account settings: with a config file they belong to the
+    /// accounts, so setting one as well is refused, naming both.
+    static func singleAccountFlags(_ flags: CommonOptions) -> [String] {
+        let set: [(String, Bool)] = [
+            ("--upstream", flags.upstream != nil), ("--upstream-ca-file", flags.upstreamCAFile != nil),
+            ("--api-key-file", flags.apiKeyFile != nil), ("--api-secret-file", flags.apiSecretFile != nil),
+            ("--client-token-file", flags.clientTokenFile != nil), ("--allow", !flags.allow.isEmpty),
+        ]
+        return set.filter(\.1).map(\.0)
+    }
+    static let singleAccountVariables = [
+        "IAMPORT_API_KEY", "IAMPORT_API_KEY_FILE", "IAMPORT_API_SECRET", "IAMPORT_API_SECRET_FILE",
+        "IAMPORT_PROXY_CLIENT_TOKEN", "IAMPORT_PROXY_CLIENT_TOKEN_FILE", "IAMPORT_PROXY_ALLOW",
+        "IAMPORT_PROXY_UPSTREAM", "IAMPORT_PROXY_UPSTREAM_CA_FILE",
+    ]
+
+    static func resolve(_ flags: CommonOptions, env: [String: String], file: LoadedConfigFile) throws -> AccountsSettings {
+        let conflicting = singleAccountFlags(flags).first
+            ?? singleAccountVariables.first { env[$0].map { !$0.isEmpty } ?? false }
+        if let conflicting {
+            throw ConfigurationError(
+                "\(file.setting) and \(conflicting) cannot be combined: with a config file, every account's credentials, client token, allow list, upstream and CA file are in the file")
+        }
+        let global = try GlobalSettings.resolve(flags, env: env, file: file)
+        do {
+            let accounts = try file.file.resolveAccounts(sharedListen: global.listen, environment: env)
+            return AccountsSettings(global: global, accounts: accounts, configFile: file)
+        } catch {
+            throw ConfigurationError("\(file.setting) '\(file.path)': \(error)")
+        }
+    }
+
+    /// One line per account for `check`, with no secret in it.
+    func summary(_ account: AccountConfiguration) -> String {
+        var parts = [account.api.rawValue, "upstream \(account.upstream)"]
+        if account.caFile != nil { parts.append("own CA file") }
+        parts.append(account.listen.map { "own listener \($0)" } ?? "shared listener \(global.listen)")
+        parts.append("client token \(account.clientToken == nil ? "off" : "on")")
+        parts.append(account.allow.isEmpty ? "every call allowed" : "\(account.allow.rules.count) allow rules")
+        if let tier = account.tier { parts.append("tier \(tier)") }
+        return "account \(account.name): " + parts.joined(separator: ", ")
+    }
+
+    /// The single-account settings that serve the file's one account, while
+    /// the proxy serves one V1 account at a time: anything the running proxy
+    /// does not do yet is refused rather than silently ignored.
+    func servedAsSingleAccount() throws -> Settings {
+        let prefix = "\(configFile.setting) '\(configFile.path)'"
+        guard accounts.count == 1, let account = accounts.first else {
+            throw ConfigurationError(
+                "\(prefix): several accounts are not served yet (\(accounts.count) configured: \(accounts.map(\.name).joined(separator: ", "))); `iamport-proxy check` validates the file")
+        }
+        guard account.api == .v1, let apiKey = account.apiKey else {
+            throw ConfigurationError("\(prefix): account '\(account.name)': api: v2 accounts are not served yet")
+        }
+        if account.listen != nil {
+            throw ConfigurationError(
+                "\(prefix): account '\(account.name)': listen: an account's own listener is not served yet; leave it out to serve the account on the shared listener")
+        }
+        if account.tier != nil {
+            throw ConfigurationError("\(prefix): account '\(account.name)': tier: is not served yet")
+        }
+        return Settings(
+            global: global, upstream: account.upstream, caFile: account.caFile, apiKey: apiKey,
+            apiSecret: account.apiSecret, clientToken: account.clientToken,
+            allow: account.allow.rules.map(\.description))
+    }
+}
+
+extension GlobalSettings {
+    func upstreamConfiguration(baseURL: String, caFile: String?) -> UpstreamConfiguration {
+        UpstreamConfiguration(
+            baseURL: baseURL, caFile: caFile, timeoutMilliseconds: Int(upstreamTimeout * 1000),
+            idleTimeoutMilliseconds: Int(upstreamIdleTimeout * 1000))
+    }
+}

@@ -160,8 +160,8 @@ def run_wrk(url, method, connections, seconds, sample=None):
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
         total = int(re.search(r"(\d+) requests in", out).group(1))
         # The latency-distribution lines only: "+/- Stdev" columns also end in "99%".
-        p50 = to_ms(re.search(r"^\s+50%\s+(\S+)$", out, re.M).group(1))
-        p99 = to_ms(re.search(r"^\s+99%\s+(\S+)$", out, re.M).group(1))
+        p50 = to_ms(re.search(r"^\s+50%\s+(\S+)\s*$", out, re.M).group(1))
+        p99 = to_ms(re.search(r"^\s+99%\s+(\S+)\s*$", out, re.M).group(1))
     except AttributeError:
         raise RuntimeError(f"wrk {url} gave no result:\n{out}")
     errors = 0

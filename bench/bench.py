@@ -200,6 +200,9 @@ def main():
         if binary and not os.access(binary, os.X_OK):
             sys.exit(f"{binary} is missing or not executable: build it with `make release`")
 
+    # SIGTERM (and SIGINT, where not ignored) unwinds through the cleanup
+    # below instead of leaving the servers running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = tempfile.mkdtemp(prefix="iamport-proxy-bench-")
     procs = Processes()
     try:

@@ -49,6 +49,9 @@ fuzz: deps
 fuzz-ci: deps
 	scripts/fuzz.sh 20
 
+# iamport-proxy (default settings) beside nginx and HAProxy, GET and POST, as
+# ratios over interleaved rounds; BENCH_BASELINE=/path/to/old/iamport-proxy adds a
+# before; BENCH_SECONDS=2 BENCH_ROUNDS=2 make bench for a quick run.
 bench:
 	WITH_BENCH=1 scripts/install-deps.sh
 	scripts/bench.sh

@@ -1,13 +1,20 @@
 #!/usr/bin/env python3
-"""make bench: iamport-proxy beside nginx and HAProxy doing the same forwarding
-(a static Authorization header, keep-alive to the upstream) against the same
-fast local upstream, driven by wrk. Everything listens on 127.0.0.1; every run
-is bounded in time; every process started here is stopped at the end.
+"""make bench: iamport-proxy as users run it (default settings, access log on)
+beside nginx and HAProxy doing the same forwarding (a static Authorization
+header, keep-alive to the upstream, an access log each) against the same
+local upstream, driven by wrk. Optionally a second proxy binary (--baseline,
+BENCH_BASELINE) in the same run, so a change has its before and after
+measured side by side. Everything listens on 127.0.0.1; every run is bounded
+in time; every process started here is stopped at the end.
 
-Upstreams: nginx serving an iamport-sized payment answer and /users/getToken,
-plain and TLS (a CA made on the spot), and a HAProxy Lua service that answers
-after 20 ms. Rows are interleaved and repeated (--rounds) so that a noisy
-machine shows as spread rather than as a false result.
+Upstreams: nginx serving an iamport-sized payment answer to GET and POST
+alike, and /users/getToken, plain and TLS (a CA made on the spot), and a
+HAProxy Lua service that answers after 20 ms. Requests: GET /payments/imp_bench
+and POST /payments/cancel with a small JSON body (bench/post.lua). Each cell
+(request, upstream, connections) runs every contender back to back in a
+shuffled order, and rounds repeat the cells: a contender is compared with
+nginx in the same round, so a noisy machine shows as spread in the ratios
+rather than as a false result.
 """
 import argparse
 import json
@@ -26,6 +33,7 @@ import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BINARY = os.path.join(ROOT, ".build", "release", "iamport-proxy")
+POST_SCRIPT = os.path.join(ROOT, "bench", "post.lua")
 HAPROXY_DEFAULTS = """defaults
     mode http
     timeout client 30s
@@ -34,6 +42,9 @@ HAPROXY_DEFAULTS = """defaults
     timeout http-keep-alive 120s
 """
 TOKEN_BODY = '{"code":0,"message":null,"response":{"access_token":"bench-token","now":1700000000,"expired_at":1700001800}}'
+PROXY = "iamport-proxy"
+BASELINE = "baseline"
+CONTENDERS = ["direct", "nginx", "haproxy", PROXY, BASELINE]
 
 
 def payment_json():
@@ -79,7 +90,8 @@ class Processes:
         self.running = []
 
     def start(self, name, args, env=None, log=None):
-        out = open(log, "w") if log else subprocess.DEVNULL
+        # Append mode, so that truncating a log between runs leaves no hole.
+        out = open(log, "a") if log else subprocess.DEVNULL
         p = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.running.append((name, p))
         return p
@@ -95,6 +107,7 @@ class Processes:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=5)
 
 
 def cpu_ticks(pids):
@@ -132,20 +145,25 @@ def to_ms(text):
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def run_wrk(url, connections, seconds, sample=None):
+def run_wrk(url, method, connections, seconds, sample=None):
     threads = 1 if connections == 1 else 2
-    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s", url]
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
+    if method == "POST":
+        args += ["-s", POST_SCRIPT]
+    p = subprocess.Popen(args + [url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sampled = None
     if sample:
         time.sleep(seconds / 2)
         sampled = sample()
     out, _ = p.communicate(timeout=seconds + 30)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    total = int(re.search(r"(\d+) requests in", out).group(1))
-    # The latency-distribution lines only: "+/- Stdev" columns also end in "99%".
-    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)$", out, re.M).group(1))
-    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)$", out, re.M).group(1))
+    try:
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        total = int(re.search(r"(\d+) requests in", out).group(1))
+        # The latency-distribution lines only: "+/- Stdev" columns also end in "99%".
+        p50 = to_ms(re.search(r"^\s+50%\s+(\S+)\s*$", out, re.M).group(1))
+        p99 = to_ms(re.search(r"^\s+99%\s+(\S+)\s*$", out, re.M).group(1))
+    except AttributeError:
+        raise RuntimeError(f"wrk {url} gave no result:\n{out}")
     errors = 0
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if m:
@@ -156,18 +174,35 @@ def run_wrk(url, connections, seconds, sample=None):
     return {"rps": rps, "p50": p50, "p99": p99, "errors": errors, "requests": total, "sampled": sampled}
 
 
+def env_int(name, default):
+    text = os.environ.get(name, "")
+    return int(text) if text else default
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=5, help="length of each wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="repetitions of every row, interleaved")
+    parser.add_argument("--seconds", type=int, default=env_int("BENCH_SECONDS", 4),
+                        help="length of each wrk run (BENCH_SECONDS)")
+    parser.add_argument("--rounds", type=int, default=env_int("BENCH_ROUNDS", 4),
+                        help="repetitions of every cell, interleaved (BENCH_ROUNDS)")
+    parser.add_argument("--binary", default=os.environ.get("BENCH_BINARY") or BINARY,
+                        help="the iamport-proxy binary under test (BENCH_BINARY; default: this tree's release build)")
+    parser.add_argument("--baseline", default=os.environ.get("BENCH_BASELINE") or None,
+                        help="a second iamport-proxy binary measured in the same run (BENCH_BASELINE)")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.md"))
     args = parser.parse_args()
+    if args.seconds < 1 or args.rounds < 1:
+        sys.exit("--seconds and --rounds must be at least 1")
     for tool in ["nginx", "haproxy", "wrk", "openssl"]:
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing (make bench installs it)")
-    if not os.access(BINARY, os.X_OK):
-        sys.exit(f"{BINARY} is missing: build it with `make release`")
+    for binary in [args.binary, args.baseline]:
+        if binary and not os.access(binary, os.X_OK):
+            sys.exit(f"{binary} is missing or not executable: build it with `make release`")
 
+    # SIGTERM (and SIGINT, where not ignored) unwinds through the cleanup
+    # below instead of leaving the servers running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = tempfile.mkdtemp(prefix="iamport-proxy-bench-")
     procs = Processes()
     try:
@@ -178,25 +213,15 @@ def main():
     report(results, facts, args)
 
 
-def run(work, procs, args):
-    payment = payment_json()
-    with open(os.path.join(work, "payment.json"), "w") as f:
-        f.write(payment)
-    # A CA and a certificate for 127.0.0.1, made on the spot.
-    ssl = lambda *a: subprocess.run(["openssl", *a], cwd=work, check=True, capture_output=True)
-    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=bench CA")
-    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
-    with open(os.path.join(work, "san.ext"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
-        "-extfile", "san.ext", "-out", "server.pem")
-
-    p = {name: free_port() for name in ["up", "up_tls", "up_slow", "ngx", "ngx_tls", "ngx_slow",
-                                        "hap", "hap_tls", "hap_slow", "ip", "ip_tls", "ip_slow"]}
-    # nginx writes nothing here, but wants writable temporary directories.
+def write_configs(work, p, payment):
+    """The upstreams and the two reference proxies (nginx, HAProxy)."""
+    # nginx wants writable temporary directories.
     temp_paths = " ".join(f"{kind}_temp_path {work}/tmp;" for kind in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"])
+    os.makedirs(os.path.join(work, "tmp"), exist_ok=True)
     escaped = payment.replace("\\", "\\\\").replace("'", "\\'")
-    # The upstream: nginx, one worker, answers from memory. getToken calls are logged to count them.
+    # The upstream: nginx, one worker, answers GET and POST alike from memory
+    # (`return` reads and discards a request body). Not a contender: no access
+    # log, except getToken calls, logged to count them.
     with open(os.path.join(work, "upstream.conf"), "w") as f:
         f.write(f"""
 worker_processes 1;
@@ -219,8 +244,6 @@ http {{
     }}
 }}
 """)
-    os.makedirs(os.path.join(work, "tmp"), exist_ok=True)
-    procs.start("upstream", ["nginx", "-c", f"{work}/upstream.conf", "-g", "daemon off;"], log=f"{work}/upstream.out")
     # The 20 ms upstream: a HAProxy Lua service, one thread.
     with open(os.path.join(work, "slow.cfg"), "w") as f:
         f.write(f"""
@@ -232,10 +255,9 @@ global
     bind 127.0.0.1:{p['up_slow']}
     http-request use-service lua.slow
 """)
-    env = dict(os.environ, BENCH_PAYMENT_FILE=os.path.join(work, "payment.json"))
-    procs.start("slow-upstream", ["haproxy", "-f", f"{work}/slow.cfg"], env=env, log=f"{work}/slow.out")
 
-    # nginx as a static-header reverse proxy, keep-alive to the upstream.
+    # nginx as a static-header reverse proxy, keep-alive to the upstream,
+    # its access log on and buffered, as it is usually run.
     def ngx_server(port, upstream):
         return f"""
     server {{
@@ -260,7 +282,7 @@ pid {work}/nginx-proxy.pid;
 error_log {work}/nginx-proxy-error.log warn;
 events {{ worker_connections 8192; }}
 http {{
-    access_log off;
+    access_log {work}/nginx-access.log combined buffer=64k flush=1s;
     keepalive_requests 1000000;
     {temp_paths}
     upstream plain {{ server 127.0.0.1:{p['up']}; keepalive 1024; }}
@@ -271,14 +293,24 @@ http {{
 {ngx_server(p['ngx_slow'], 'http://slow')}
 }}
 """)
-    ngx = procs.start("nginx", ["nginx", "-c", f"{work}/nginx-proxy.conf", "-g", "daemon off;"], log=f"{work}/nginx.out")
+    # HAProxy with its usual HTTP log (`option httplog`) into a ring buffer in
+    # memory: every line is formatted, none costs a syscall. (Its usual sink,
+    # syslog over UDP, would cost a sendto per request; nginx's buffered file
+    # log costs one write per 64 KiB.)
     with open(os.path.join(work, "haproxy.cfg"), "w") as f:
         f.write(f"""
+ring accesslog
+    format rfc3164
+    maxlen 1024
+    size 1048576
 global
     nbthread 2
     maxconn 8000
     ssl-server-verify required
-{HAPROXY_DEFAULTS}    http-reuse always
+    log ring@accesslog local0
+{HAPROXY_DEFAULTS}    log global
+    option httplog
+    http-reuse always
 frontend plain
     bind 127.0.0.1:{p['hap']}
     http-request set-header Authorization "Bearer bench-token"
@@ -298,20 +330,61 @@ backend tls
 backend slow
     server up 127.0.0.1:{p['up_slow']}
 """)
-    hap = procs.start("haproxy", ["haproxy", "-f", f"{work}/haproxy.cfg"], log=f"{work}/haproxy.out")
 
+
+def scrape(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_proxy/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def metric_sum(text, name):
+    return sum(int(float(line.split()[-1])) for line in text.splitlines()
+               if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "))
+
+
+def run(work, procs, args):
+    payment = payment_json()
+    with open(os.path.join(work, "payment.json"), "w") as f:
+        f.write(payment)
+    # A CA and a certificate for 127.0.0.1, made on the spot.
+    ssl = lambda *a: subprocess.run(["openssl", *a], cwd=work, check=True, capture_output=True)
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=bench CA")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(work, "san.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
+        "-extfile", "san.ext", "-out", "server.pem")
+
+    binaries = {PROXY: args.binary}
+    if args.baseline:
+        binaries[BASELINE] = args.baseline
+    ports = ["up", "up_tls", "up_slow", "ngx", "ngx_tls", "ngx_slow", "hap", "hap_tls", "hap_slow"]
+    ports += [f"{name}/{upstream}" for name in binaries for upstream in ["plain", "TLS", "20 ms"]]
+    p = {name: free_port() for name in ports}
+    write_configs(work, p, payment)
+
+    procs.start("upstream", ["nginx", "-c", f"{work}/upstream.conf", "-g", "daemon off;"], log=f"{work}/upstream.out")
+    env = dict(os.environ, BENCH_PAYMENT_FILE=os.path.join(work, "payment.json"))
+    procs.start("slow-upstream", ["haproxy", "-f", f"{work}/slow.cfg"], env=env, log=f"{work}/slow.out")
+    ngx = procs.start("nginx", ["nginx", "-c", f"{work}/nginx-proxy.conf", "-g", "daemon off;"], log=f"{work}/nginx.out")
+    hap = procs.start("haproxy", ["haproxy", "-f", f"{work}/haproxy.cfg"], log=f"{work}/haproxy.out")
     for name in ["up", "up_tls", "up_slow"]:
         wait_port(p[name])
 
-    def start_proxy(name, listen_port, upstream, extra=()):
-        env = {"PATH": os.environ["PATH"], "IAMPORT_API_KEY": "bench-key", "IAMPORT_API_SECRET": "bench-secret",
-               "IAMPORT_PROXY_LOG_LEVEL": "warning"}
-        return procs.start(name, [BINARY, "--listen", f"127.0.0.1:{listen_port}", "--upstream", upstream,
-                                  "--max-connections", "20000", *extra], env=env, log=f"{work}/{name}.log")
-    ip = start_proxy("iamport-proxy", p["ip"], f"http://127.0.0.1:{p['up']}")
-    ip_tls = start_proxy("iamport-proxy-tls", p["ip_tls"], f"https://127.0.0.1:{p['up_tls']}",
-                         ["--upstream-ca-file", f"{work}/ca.pem"])
-    ip_slow = start_proxy("iamport-proxy-slow", p["ip_slow"], f"http://127.0.0.1:{p['up_slow']}")
+    # The proxy at its default settings (log level info: the access log on,
+    # one line per request to stderr, here a file); only what it must be told.
+    upstream_urls = {"plain": f"http://127.0.0.1:{p['up']}", "TLS": f"https://127.0.0.1:{p['up_tls']}",
+                     "20 ms": f"http://127.0.0.1:{p['up_slow']}"}
+    proxies = {}  # (name, upstream) -> (process, port, log)
+    for name, binary in binaries.items():
+        for upstream, url in upstream_urls.items():
+            port = p[f"{name}/{upstream}"]
+            log = f"{work}/{name}-{upstream.replace(' ', '')}.log"
+            extra = ["--upstream-ca-file", f"{work}/ca.pem"] if upstream == "TLS" else []
+            env = {"PATH": os.environ["PATH"], "IAMPORT_API_KEY": "bench-key", "IAMPORT_API_SECRET": "bench-secret"}
+            proc = procs.start(f"{name}-{upstream}", [binary, "--listen", f"127.0.0.1:{port}", "--upstream", url, *extra],
+                               env=env, log=log)
+            proxies[(name, upstream)] = (proc, port, log)
     for name, port in p.items():
         try:
             wait_port(port)
@@ -321,104 +394,185 @@ backend slow
                     print(f"--- {log}:", open(os.path.join(work, log)).read()[-2000:], file=sys.stderr)
             raise RuntimeError(f"{name} is not listening on {port}")
     time.sleep(1)
-    for port in [p["ip"], p["ip_tls"], p["ip_slow"]]:
+    for _, port, _ in proxies.values():
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/_proxy/readyz", timeout=5) as r:
             assert r.status == 200
-    facts = {"rss_idle_kib": rss_kib(ip.pid), "cpu": {}, "rss_1000_kib": None}
+    facts = {"rss_idle_kib": {name: rss_kib(proxies[(name, "plain")][0].pid) for name in binaries},
+             "rss_1000_kib": {}, "binaries": binaries}
 
-    path = "/payments/imp_bench"
-    rows = []
-    for connections in [1, 64, 1000]:
-        rows.append(("plain", connections, {
-            "direct": f"http://127.0.0.1:{p['up']}{path}", "nginx": f"http://127.0.0.1:{p['ngx']}{path}",
-            "haproxy": f"http://127.0.0.1:{p['hap']}{path}", "iamport-proxy": f"http://127.0.0.1:{p['ip']}{path}"}))
-    rows.append(("TLS", 64, {
-        "direct": f"https://127.0.0.1:{p['up_tls']}{path}", "nginx": f"http://127.0.0.1:{p['ngx_tls']}{path}",
-        "haproxy": f"http://127.0.0.1:{p['hap_tls']}{path}", "iamport-proxy": f"http://127.0.0.1:{p['ip_tls']}{path}"}))
-    rows.append(("20 ms", 1000, {
-        "direct": f"http://127.0.0.1:{p['up_slow']}{path}", "nginx": f"http://127.0.0.1:{p['ngx_slow']}{path}",
-        "haproxy": f"http://127.0.0.1:{p['hap_slow']}{path}", "iamport-proxy": f"http://127.0.0.1:{p['ip_slow']}{path}"}))
-    pids = {"nginx": process_tree(ngx.pid), "haproxy": [hap.pid], "iamport-proxy": [ip.pid]}
+    paths = {"GET": "/payments/imp_bench", "POST": "/payments/cancel"}
+    fronts = {"plain": ("ngx", "hap", f"http://127.0.0.1:{p['up']}"),
+              "TLS": ("ngx_tls", "hap_tls", f"https://127.0.0.1:{p['up_tls']}"),
+              "20 ms": ("ngx_slow", "hap_slow", f"http://127.0.0.1:{p['up_slow']}")}
+
+    def targets(method, upstream, connections):
+        ngx_port, hap_port, direct = fronts[upstream]
+        path = paths[method]
+        t = {}
+        # Direct only where it is the reference for added latency.
+        if connections == 1:
+            t["direct"] = direct + path
+        t["nginx"] = f"http://127.0.0.1:{p[ngx_port]}{path}"
+        t["haproxy"] = f"http://127.0.0.1:{p[hap_port]}{path}"
+        for name in binaries:
+            t[name] = f"http://127.0.0.1:{proxies[(name, upstream)][1]}{path}"
+        return t
+
+    cells = [(method, upstream, connections) for method in ["GET", "POST"] for upstream in ["plain", "TLS"]
+             for connections in [1, 64]]
+    cells.append(("GET", "20 ms", 1000))
+    logs = {"nginx": f"{work}/nginx-access.log"}
+    pids = {"nginx": process_tree(ngx.pid), "haproxy": [hap.pid]}
+
+    # Warm-up, not recorded: connections to every upstream, TLS sessions, code paths.
+    for method, upstream, connections in cells:
+        if connections == 64:
+            for url in targets(method, upstream, connections).values():
+                run_wrk(url, method, 16, 1)
+    for name in binaries:
+        for upstream in upstream_urls:
+            open(proxies[(name, upstream)][2], "w").close()
 
     results = {}
     for round_number in range(args.rounds):
-        for upstream, connections, targets in rows:
-            names = list(targets)
+        for cell in cells:
+            method, upstream, connections = cell
+            t = targets(*cell)
+            names = list(t)
             random.shuffle(names)
             for name in names:
-                key = (upstream, connections, name)
-                measure_cpu = upstream == "plain" and connections == 64 and name in pids
+                proxy = proxies.get((name, upstream))
+                cpu_pids = [proxy[0].pid] if proxy else pids.get(name)
                 sample = None
-                if name == "iamport-proxy" and connections == 1000:
-                    proxy_pid = ip_slow.pid if upstream == "20 ms" else ip.pid
-                    sample = lambda pid=proxy_pid: rss_kib(pid)
-                before = cpu_ticks(pids[name]) if measure_cpu else 0
-                result = run_wrk(targets[name], connections, args.seconds, sample)
-                if measure_cpu:
-                    ticks = cpu_ticks(pids[name]) - before
-                    hz = os.sysconf("SC_CLK_TCK")
-                    facts["cpu"].setdefault(name, []).append(ticks / hz / result["requests"] * 10000)
+                if proxy and connections == 1000:
+                    sample = lambda pid=proxy[0].pid: rss_kib(pid)
+                opened_before = metric_sum(scrape(proxy[1]), "iamport_proxy_upstream_connections_opened") if proxy else 0
+                cpu_before = cpu_ticks(cpu_pids) if cpu_pids else 0
+                result = run_wrk(t[name], method, connections, args.seconds, sample)
+                if cpu_pids:
+                    ticks = cpu_ticks(cpu_pids) - cpu_before
+                    result["cpu"] = ticks / os.sysconf("SC_CLK_TCK") / max(result["requests"], 1) * 10000
+                if proxy:
+                    opened = metric_sum(scrape(proxy[1]), "iamport_proxy_upstream_connections_opened") - opened_before
+                    result["opened_per_1k"] = opened / max(result["requests"], 1) * 1000
                 if result["sampled"] is not None:
-                    facts["rss_1000_kib"] = max(facts["rss_1000_kib"] or 0, result["sampled"])
-                results.setdefault(key, []).append(result)
-                print(f"round {round_number + 1} {upstream:>5} c={connections:<4} {name:<13} "
-                      f"{result['rps']:>9.0f} req/s  p50 {result['p50']:.2f} ms  p99 {result['p99']:.2f} ms  errors {result['errors']}",
-                      flush=True)
-    for port in [p["ip"], p["ip_tls"], p["ip_slow"]]:
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/_proxy/metrics", timeout=5).read().decode()
-        facts.setdefault("fetches", []).append({
-            line.split("{")[1].split("}")[0]: int(float(line.split()[-1])) for line in metrics.splitlines()
-            if line.startswith("iamport_proxy_token_fetches_total")})
+                    facts["rss_1000_kib"][name] = max(facts["rss_1000_kib"].get(name, 0), result["sampled"])
+                # Bounded disk: the access logs are emptied after each run.
+                log = proxy[2] if proxy else logs.get(name)
+                if log:
+                    open(log, "w").close()
+                results.setdefault(cell, {}).setdefault(name, []).append(result)
+                print(f"round {round_number + 1} {method:<4} {upstream:>5} c={connections:<4} {name:<13} "
+                      f"{result['rps']:>9.0f} req/s  p50 {result['p50']:.3f} ms  p99 {result['p99']:.2f} ms  "
+                      f"errors {result['errors']}", flush=True)
+
+    facts["fetches"] = {}
+    for (name, upstream), (proc, port, _) in proxies.items():
+        metrics = scrape(port)
+        facts["fetches"][f"{name} {upstream}"] = metric_sum(metrics, "iamport_proxy_token_fetches_total")
+        if upstream == "20 ms":
+            facts.setdefault("rss_peak_kib", {})[name] = rss_kib(proc.pid, "VmHWM")
     with open(os.path.join(work, "gettoken.log")) as f:
         facts["upstream_gettoken_calls"] = len(f.readlines())
     facts["slow_gettoken_calls"] = int(urllib.request.urlopen(f"http://127.0.0.1:{p['up_slow']}/_count", timeout=5).read())
-    facts["rss_peak_kib"] = rss_kib(ip_slow.pid, "VmHWM")
+    facts["load"] = os.getloadavg()
     return results, facts
 
 
-def report(results, facts, args):
-    def med(values):
-        return statistics.median(values)
+def spread(values, fmt="{:.2f}"):
+    """median (min–max)"""
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
 
+
+def per_round(runs, reference, value):
+    """value(run, reference run) for each round both have."""
+    return [value(a, b) for a, b in zip(runs, reference)]
+
+
+def report(results, facts, args):
+    med = statistics.median
     lines = []
-    lines.append(f"wrk, {args.seconds} s per run, {args.rounds} interleaved rounds; median (min–max) requests/s; "
-                 "latency medians of the rounds' p50 and p99 in ms.\n")
-    lines.append("| upstream | conns | target | req/s | p50 ms | p99 ms | errors | req/s vs nginx | p99 vs nginx |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
-    keys = sorted({(u, c) for (u, c, _) in results}, key=lambda k: (["plain", "TLS", "20 ms"].index(k[0]), k[1]))
-    for upstream, connections in keys:
-        nginx = results.get((upstream, connections, "nginx"))
-        for name in ["direct", "nginx", "haproxy", "iamport-proxy"]:
-            runs = results.get((upstream, connections, name))
+    names = [n for n in CONTENDERS if any(n in by_name for by_name in results.values())]
+    lines.append(f"wrk, {args.seconds} s per run, {args.rounds} interleaved rounds, load average at the end "
+                 f"{facts['load'][0]:.1f}/{facts['load'][1]:.1f}/{facts['load'][2]:.1f}. "
+                 f"{PROXY}: {facts['binaries'][PROXY]}"
+                 + (f"; {BASELINE}: {facts['binaries'][BASELINE]}" if BASELINE in facts["binaries"] else "") + ".")
+    lines.append("Ratios to nginx are taken within each round, then shown as median (min–max) over the rounds; "
+                 "p50 and p99 are medians over the rounds; errors are summed (non-2xx and socket errors); "
+                 "CPU is the contender's CPU-seconds per 10,000 requests; conns/1k is upstream connections "
+                 "the proxy opened per 1,000 requests.\n")
+    lines.append("| request | upstream | conns | target | req/s | vs nginx | p50 ms | p99 ms | p99 vs nginx | errors | CPU s/10k | conns/1k |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for cell, by_name in results.items():
+        method, upstream, connections = cell
+        nginx = by_name["nginx"]
+        for name in names:
+            runs = by_name.get(name)
             if not runs:
                 continue
-            rps = [r["rps"] for r in runs]
-            p50 = med([r["p50"] for r in runs])
-            p99 = med([r["p99"] for r in runs])
-            errors = sum(r["errors"] for r in runs)
             ratio = p99ratio = ""
-            if nginx and name != "nginx":
-                ratio = f"{med(rps) / med([r['rps'] for r in nginx]):.2f}"
-                p99ratio = f"{p99 / med([r['p99'] for r in nginx]):.2f}"
-            lines.append(f"| {upstream} | {connections} | {name} | {med(rps):.0f} ({min(rps):.0f}–{max(rps):.0f}) | "
-                         f"{p50:.2f} | {p99:.2f} | {errors} | {ratio} | {p99ratio} |")
+            if name != "nginx":
+                ratio = spread(per_round(runs, nginx, lambda a, b: a["rps"] / b["rps"]))
+                p99ratio = spread(per_round(runs, nginx, lambda a, b: a["p99"] / b["p99"]))
+            cpu = f"{med([r['cpu'] for r in runs]):.3f}" if "cpu" in runs[0] else ""
+            opened = f"{med([r['opened_per_1k'] for r in runs]):.1f}" if "opened_per_1k" in runs[0] else ""
+            lines.append(f"| {method} | {upstream} | {connections} | {name} | {spread([r['rps'] for r in runs], '{:.0f}')} | "
+                         f"{ratio} | {med([r['p50'] for r in runs]):.3f} | {med([r['p99'] for r in runs]):.2f} | "
+                         f"{p99ratio} | {sum(r['errors'] for r in runs)} | {cpu} | {opened} |")
     lines.append("")
-    if ("plain", 1, "direct") in results:
-        direct = med([r["p50"] for r in results[("plain", 1, "direct")]])
-        for name in ["nginx", "haproxy", "iamport-proxy"]:
-            added = med([r["p50"] for r in results[("plain", 1, name)]]) - direct
-            lines.append(f"- added p50 latency at 1 connection over direct, {name}: {added * 1000:.0f} µs")
-    slow = results.get(("20 ms", 1000, "iamport-proxy"))
-    if slow:
-        limit = 1000 / 0.020
-        lines.append(f"- 20 ms upstream, 1000 connections: iamport-proxy {med([r['rps'] for r in slow]):.0f} req/s = "
-                     f"{med([r['rps'] for r in slow]) / limit * 100:.0f}% of the concurrency limit ({limit:.0f} req/s)")
-    for name, values in facts["cpu"].items():
-        lines.append(f"- CPU seconds per 10,000 requests (plain, 64 connections), {name}: {med(values):.3f}")
-    lines.append(f"- iamport-proxy RSS: idle {facts['rss_idle_kib'] / 1024:.1f} MiB; with 1000 connections "
-                 f"{(facts['rss_1000_kib'] or 0) / 1024:.1f} MiB; peak of the 20 ms instance {facts['rss_peak_kib'] / 1024:.1f} MiB")
-    lines.append(f"- getToken calls: {facts['upstream_gettoken_calls']} at the fast upstream (2 proxies), "
-                 f"{facts['slow_gettoken_calls']} at the slow one (1 proxy); token fetches counted by the proxies: {facts['fetches']}")
+
+    lines.append("Added p50 latency at 1 connection over direct, µs, median (min–max) over the rounds:\n")
+    contenders = [n for n in names if n != "direct"]
+    lines.append("| request | upstream | " + " | ".join(contenders) + " |")
+    lines.append("|---|---|" + "---|" * len(contenders))
+    added = {}
+    for (method, upstream, connections), by_name in results.items():
+        if connections != 1:
+            continue
+        row = []
+        for name in contenders:
+            values = per_round(by_name[name], by_name["direct"], lambda a, b: (a["p50"] - b["p50"]) * 1000)
+            added[(method, upstream, name)] = values
+            row.append(spread(values, "{:.0f}"))
+        lines.append(f"| {method} | {upstream} | " + " | ".join(row) + " |")
+    lines.append("")
+
+    lines.append("Targets (medians over the rounds):\n")
+    lines.append("| target | " + " | ".join(n for n in [PROXY, BASELINE] if n in names) + " |")
+    lines.append("|---|" + "---|" * len([n for n in [PROXY, BASELINE] if n in names]))
+
+    def verdict(ok, text):
+        return f"{'met' if ok else 'MISSED'}: {text}"
+
+    checks = []
+    for (method, upstream, connections), by_name in results.items():
+        nginx = by_name["nginx"]
+        if connections == 64:
+            checks.append((f"{method} {upstream}, 64 connections: ≥ 1.0× nginx's req/s", lambda n, b=by_name, g=nginx: (
+                lambda r: verdict(r >= 1.0, f"{r:.2f}×"))(med(per_round(b[n], g, lambda a, c: a["rps"] / c["rps"])))))
+        if connections == 1:
+            checks.append((f"{method} {upstream}, 1 connection: added p50 ≤ nginx's", lambda n, m=method, u=upstream: (
+                lambda mine, ngx: verdict(mine <= ngx, f"+{mine:.0f} µs vs +{ngx:.0f} µs"))(
+                med(added[(m, u, n)]), med(added[(m, u, "nginx")]))))
+        if connections == 1000:
+            checks.append((f"{method} {upstream}, 1000 connections: ≥ 1.0× nginx's req/s, no errors", lambda n, b=by_name, g=nginx: (
+                lambda r, e: verdict(r >= 1.0 and e == 0, f"{r:.2f}×, {e} errors"))(
+                med(per_round(b[n], g, lambda a, c: a["rps"] / c["rps"])), sum(r["errors"] for r in b[n]))))
+        if connections >= 64:
+            checks.append((f"{method} {upstream}, {connections} connections: p99 ≤ 1.5× nginx's", lambda n, b=by_name, g=nginx: (
+                lambda r: verdict(r <= 1.5, f"{r:.2f}×"))(med(per_round(b[n], g, lambda a, c: a["p99"] / c["p99"])))))
+    for text, check in checks:
+        lines.append(f"| {text} | " + " | ".join(check(n) for n in [PROXY, BASELINE] if n in names) + " |")
+    lines.append("")
+
+    for name in [PROXY, BASELINE]:
+        if name in facts["rss_idle_kib"]:
+            lines.append(f"- {name} RSS: idle {facts['rss_idle_kib'][name] / 1024:.1f} MiB; with 1000 connections "
+                         f"{facts['rss_1000_kib'].get(name, 0) / 1024:.1f} MiB; peak of the 20 ms instance "
+                         f"{facts['rss_peak_kib'][name] / 1024:.1f} MiB")
+    lines.append(f"- getToken calls: {facts['upstream_gettoken_calls']} at the fast upstream "
+                 f"({2 * len(facts['binaries'])} proxies), {facts['slow_gettoken_calls']} at the slow one "
+                 f"({len(facts['binaries'])}); token fetches counted by the proxies: {facts['fetches']}")
     text = "\n".join(lines)
     print()
     print(text)

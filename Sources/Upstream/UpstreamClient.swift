@@ -63,6 +63,8 @@ public final class UpstreamClient: @unchecked Sendable {
     /// Kept-alive connections per loop beyond which the oldest is closed.
     static let maxIdleConnections = 512
     static let maxAnswerHeadBytes = 65536
+    /// The most plaintext one TLS record carries.
+    static let tlsRecordBytes = 16384
     /// A body still coming once this much of it is buffered is streamed.
     static let streamThreshold = 65536
     static let sweepNanoseconds: UInt64 = 50_000_000
@@ -146,8 +148,14 @@ public final class UpstreamClient: @unchecked Sendable {
         loop.assertInLoop()
         _ = ensureMulti()
         let deadline = MonotonicClock.now() &+ timeoutNanoseconds
+        var head = endpoint.requestHead(request)
+        // TLS sends one buffer per call: a body that fits one record is
+        // copied behind the head, so the request is one record, one write.
+        // (Plain HTTP sends head and body together without a copy.)
+        let bodyInHead = endpoint.tls && (request.body?.count ?? Int.max) <= Self.tlsRecordBytes
+        if bodyInHead, let body = request.body { head.append(contentsOf: body) }
         let exchange = UpstreamExchange(
-            request: request, head: endpoint.requestHead(request), deadline: deadline, completion: completion)
+            request: request, head: head, bodyInHead: bodyInHead, deadline: deadline, completion: completion)
         exchange.slot = running.count
         running.append(exchange)
         if sweepDeadline == nil { sweepDeadline = loop.now &+ Self.sweepNanoseconds }
@@ -329,7 +337,15 @@ public final class UpstreamClient: @unchecked Sendable {
         while exchange.sent < exchange.totalBytes {
             let written: Int?
             if exchange.sent < exchange.head.count {
-                written = exchange.head.withUnsafeBytes { connection.send(UnsafeRawBufferPointer(rebasing: $0[exchange.sent...])) }
+                written = exchange.head.withUnsafeBytes { head in
+                    let rest = UnsafeRawBufferPointer(rebasing: head[exchange.sent...])
+                    guard !exchange.bodyInHead, let body = exchange.request.body, !body.isEmpty else {
+                        return connection.send(rest)
+                    }
+                    // The head's rest and the body in one call where the
+                    // connection can (plain HTTP: one sendmsg).
+                    return body.withUnsafeBytes { connection.send(rest, then: $0) }
+                }
             } else {
                 let offset = exchange.sent - exchange.head.count
                 written = exchange.request.body!.withUnsafeBytes { connection.send(UnsafeRawBufferPointer(rebasing: $0[offset...])) }

@@ -64,6 +64,24 @@ final class UpstreamConnection: EventHandler {
         return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : nil
     }
 
+    /// Writes `first` then `second` in one call on plain HTTP (`sendmsg`
+    /// with both); on TLS, `first` alone (libcurl sends one buffer a call).
+    /// Bytes written, 0 when the socket is full, or nil on error.
+    func send(_ first: UnsafeRawBufferPointer, then second: UnsafeRawBufferPointer) -> Int? {
+        if tls || fd < 0 || first.isEmpty || second.isEmpty { return send(first.isEmpty ? second : first) }
+        var vectors = (
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress!), iov_len: first.count),
+            iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress!), iov_len: second.count))
+        let n = withUnsafeMutableBytes(of: &vectors) { raw -> Int in
+            var message = msghdr()
+            message.msg_iov = raw.baseAddress!.assumingMemoryBound(to: iovec.self)
+            message.msg_iovlen = 2
+            return Glibc.sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
+        }
+        if n >= 0 { return n }
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : nil
+    }
+
     enum ReadResult {
         case bytes(Int)
         case wouldBlock

@@ -3,8 +3,12 @@ import HTTP1
 /// A request on its way and its answer coming back.
 final class UpstreamExchange {
     let request: UpstreamRequest
-    /// Request line and fields, serialized once; the body follows from `request.body`.
+    /// Request line and fields, serialized once; the body follows from
+    /// `request.body`, unless it was appended here (`bodyInHead`).
     let head: [UInt8]
+    /// A small body on a TLS connection rides in `head`: one TLS record for
+    /// the whole request instead of two.
+    let bodyInHead: Bool
     /// When the sweep fails it: the answer's head is due by then, and once
     /// its body streams, each stretch of it (none while the client is behind).
     var deadline: UInt64
@@ -40,15 +44,16 @@ final class UpstreamExchange {
         case untilClose
     }
 
-    init(request: UpstreamRequest, head: [UInt8], deadline: UInt64,
+    init(request: UpstreamRequest, head: [UInt8], bodyInHead: Bool = false, deadline: UInt64,
          completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void) {
         self.request = request
         self.head = head
+        self.bodyInHead = bodyInHead
         self.deadline = deadline
         self.completion = completion
     }
 
-    var totalBytes: Int { head.count + (request.body?.count ?? 0) }
+    var totalBytes: Int { head.count + (bodyInHead ? 0 : request.body?.count ?? 0) }
 
     func resetProgress() {
         sent = 0

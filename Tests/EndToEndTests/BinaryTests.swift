@@ -30,6 +30,12 @@ import Testing
             #expect(answer.status == 200, "\(answer)")
             if answer.status != 200 { break }
         }
+        // A small POST over TLS: head and body in one record, intact.
+        try client.send("POST /echo/small HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 23\r\n\r\n"
+            + #"{"imp_uid":"imp_tls_x"}"#)
+        let echoed = try client.read()
+        #expect(echoed.status == 200)
+        #expect(fake.recorded.last.map { String(decoding: $0.body, as: UTF8.self) } == #"{"imp_uid":"imp_tls_x"}"#)
         #expect(fake.getTokenCalls == 1)
         // Each TLS connection socat accepts is one connection to the fake.
         #expect(fake.connectionsAccepted <= 2, "50 requests over TLS opened \(fake.connectionsAccepted) connections")

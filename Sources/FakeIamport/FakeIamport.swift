@@ -99,8 +99,7 @@ public final class FakeIamport: HTTPHandler {
     }
 
     private let state: Mutex<State>
-    private let server = Mutex<Server?>(nil)
-    private let group = Mutex<EventLoopGroup?>(nil)
+    private let runner = FakeServer()
 
     /// Answers written byte for byte, for the framings the server's own
     /// serializer never produces.
@@ -157,24 +156,16 @@ public final class FakeIamport: HTTPHandler {
     /// Starts listening; returns the bound address.
     /// `idleTimeout`: how long it keeps an idle keep-alive connection open.
     public func start(listen: String = "127.0.0.1:0", loops: Int = 1, idleTimeout: Double = 60) throws -> SocketAddress {
-        let group = try EventLoopGroup(count: loops)
-        let server = Server(
-            configuration: Server.Configuration(listen: listen, limits: Limits(maxBodyBytes: 16 << 20), idleTimeout: idleTimeout),
-            group: group, handler: self)
-        let address = try server.start()
-        self.server.withLock { $0 = server }
-        self.group.withLock { $0 = group }
-        return address
+        try runner.start(self, listen: listen, loops: loops, idleTimeout: idleTimeout)
     }
 
     public func stop() {
-        if let server = server.withLock({ $0 }) { server.shutdown(grace: 0.2) }
-        group.withLock { $0 }?.shutdown()
+        runner.stop()
     }
 
     /// Connections accepted since start: with a proxy in front, the number of
     /// upstream connections it opened.
-    public var connectionsAccepted: Int { server.withLock { $0?.acceptedConnections ?? 0 } }
+    public var connectionsAccepted: Int { runner.connectionsAccepted }
 
     // MARK: - Controls and observations
 

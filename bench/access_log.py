@@ -125,7 +125,7 @@ http {{
             rows += [(t, c) for t in pair]
         for (name, level, port, p, _), c in rows:
             before = cpu_ticks([p.pid])
-            r = run_wrk(f"http://127.0.0.1:{port}/payments/imp_bench", c, args.seconds)
+            r = run_wrk(f"http://127.0.0.1:{port}/payments/imp_bench", "GET", c, args.seconds)
             ticks = cpu_ticks([p.pid]) - before
             cpu = ticks / os.sysconf("SC_CLK_TCK") / max(r["requests"], 1) * 10_000
             results.setdefault((name, level, c), []).append((r["rps"], cpu, r["p50"], r["errors"]))

@@ -46,6 +46,7 @@ echo "\$ curl -si -X POST -H 'Content-Type: application/json' -d '{\"imp_uid\":\
 curl -si -X POST -H 'Content-Type: application/json' -d '{"imp_uid":"imp_demo_1"}' "http://127.0.0.1:$port/payments/cancel" | tr -d '\r' | sed -n '1,6p'
 echo
 echo "== what the proxy logged (no token, no secret):"
+sleep 0.6  # access lines are written in batches, at most 500 ms after their request
 sed 's/^/   /' "$work/proxy.log"
 echo
 echo "== fake API counters: $(curl -s "http://127.0.0.1:$fake_port/_fake/stats")"

@@ -114,6 +114,28 @@ public final class FakeIamport: HTTPHandler {
     /// The body all three framed answers above carry.
     public static let rawAnswerBody = #"{"code":0,"message":null,"response":null}"#
 
+    /// The faults both fakes answer alike, at the transport: `hang`, `reset`,
+    /// `garbage`, the raw framings, `big=N` and `big-chunked=N`. True when
+    /// `fault` was one of them (and is answered, or deliberately not).
+    static func answeredTransportFault(_ fault: String, _ responder: Responder) -> Bool {
+        if fault == "hang" { return true }
+        if fault == "reset" { responder.abort(); return true }
+        if fault == "garbage" { responder.respondRaw(Array("SPDY/9 what\r\n\r\n".utf8)); return true }
+        if let raw = rawAnswers[fault] { responder.respondRaw(Array(raw.utf8)); return true }
+        if fault.hasPrefix("big="), let n = Int(fault.dropFirst(4)), (0...(128 << 20)).contains(n) {
+            var response = Response(status: 200)
+            response.addHeader("Content-Type", "application/octet-stream")
+            response.body = bigBody(n)
+            responder.respond(response)
+            return true
+        }
+        if fault.hasPrefix("big-chunked="), let n = Int(fault.dropFirst(12)), (0...(128 << 20)).contains(n) {
+            responder.respondRaw(bigChunkedAnswer(n))
+            return true
+        }
+        return false
+    }
+
     private static let bigBodies = Mutex<[Int: [UInt8]]>([:])
 
     /// N bytes of a repeating, position-dependent pattern (so a byte out of
@@ -238,21 +260,7 @@ public final class FakeIamport: HTTPHandler {
             if s.recorded.count > 2000 { s.recorded.removeFirst(1000) }
         }
         let fault = recorded.header("X-Fake-Fault") ?? ""
-        if fault == "hang" { return }
-        if fault == "reset" { responder.abort(); return }
-        if fault == "garbage" { responder.respondRaw(Array("SPDY/9 what\r\n\r\n".utf8)); return }
-        if let raw = Self.rawAnswers[fault] { responder.respondRaw(Array(raw.utf8)); return }
-        if fault.hasPrefix("big="), let n = Int(fault.dropFirst(4)), (0...(128 << 20)).contains(n) {
-            var response = Response(status: 200)
-            response.addHeader("Content-Type", "application/octet-stream")
-            response.body = Self.bigBody(n)
-            responder.respond(response)
-            return
-        }
-        if fault.hasPrefix("big-chunked="), let n = Int(fault.dropFirst(12)), (0...(128 << 20)).contains(n) {
-            responder.respondRaw(Self.bigChunkedAnswer(n))
-            return
-        }
+        if Self.answeredTransportFault(fault, responder) { return }
 
         let response: Response
         var delay = 0

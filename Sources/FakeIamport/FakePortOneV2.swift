@@ -193,21 +193,7 @@ public final class FakePortOneV2: HTTPHandler {
 
         // Faults in place of any processing: the API never saw the request.
         let fault = r.header("X-Fake-Fault") ?? ""
-        if fault == "hang" { return }
-        if fault == "reset" { responder.abort(); return }
-        if fault == "garbage" { responder.respondRaw(Array("SPDY/9 what\r\n\r\n".utf8)); return }
-        if let raw = FakeIamport.rawAnswers[fault] { responder.respondRaw(Array(raw.utf8)); return }
-        if fault.hasPrefix("big="), let n = Int(fault.dropFirst(4)), (0...(128 << 20)).contains(n) {
-            var response = Response(status: 200)
-            response.addHeader("Content-Type", "application/octet-stream")
-            response.body = FakeIamport.bigBody(n)
-            responder.respond(response)
-            return
-        }
-        if fault.hasPrefix("big-chunked="), let n = Int(fault.dropFirst(12)), (0...(128 << 20)).contains(n) {
-            responder.respondRaw(FakeIamport.bigChunkedAnswer(n))
-            return
-        }
+        if FakeIamport.answeredTransportFault(fault, responder) { return }
 
         if method == "POST" && (path == "/login/api-secret" || path == "/token/refresh") {
             responder.respond(path == "/login/api-secret" ? login(body: request.body) : refresh(body: request.body))

@@ -274,12 +274,8 @@ public final class ProxyHandler: HTTPHandler {
         response.declaredLength = answer.declaredLength
         response.addHeader("X-Request-Id", bytes: exchange.requestID)
         if exchange.replayed { response.addHeader("X-Iamport-Proxy-Replayed", "1") }
-        if let stream = answer.stream {
-            response.streamed = true
-            finish(exchange, response, streamingFrom: stream, upstreamStatus: answer.status, context: context)
-        } else {
-            finish(exchange, response, upstreamStatus: answer.status, context: context)
-        }
+        response.streamed = answer.stream != nil
+        finish(exchange, response, upstreamStatus: answer.status, context: context, streamingFrom: answer.stream)
     }
 
     private func fail(_ exchange: Exchange, _ error: ProxyError, _ message: String, context: LoopContext, upstreamStatus: Int? = nil) {
@@ -288,27 +284,22 @@ public final class ProxyHandler: HTTPHandler {
         finish(exchange, response, upstreamStatus: upstreamStatus, context: context, error: (error, message))
     }
 
+    /// Counts, logs and sends the answer. With `stream`, the answer is too
+    /// large to hold: its head and first bytes go now, the rest as it
+    /// arrives, at the pace the client reads.
     private func finish(_ exchange: Exchange, _ response: Response, upstreamStatus: Int?, context: LoopContext,
-                        error: (ProxyError, String)? = nil) {
+                        error: (ProxyError, String)? = nil, streamingFrom stream: UpstreamBodyStream? = nil) {
         record(exchange.clientRequest, status: response.status, context: context)
         logAccess(head: exchange.clientRequest.head, requestID: exchange.requestID,
                   clientAddress: exchange.clientRequest.clientAddress, status: response.status,
-                  upstreamStatus: upstreamStatus, bytes: response.body.count,
+                  upstreamStatus: upstreamStatus,
+                  bytes: stream == nil ? response.body.count : response.declaredLength ?? response.body.count,
                   startedAt: exchange.clientRequest.receivedAt, renewed: exchange.renewed, replayed: exchange.replayed,
                   error: error?.0, message: error?.1)
-        exchange.responder.respond(response)
-    }
-
-    /// An answer too large to hold: its head and first bytes now, the rest
-    /// as it arrives, at the pace the client reads.
-    private func finish(_ exchange: Exchange, _ response: Response, streamingFrom stream: UpstreamBodyStream,
-                        upstreamStatus: Int, context: LoopContext) {
-        record(exchange.clientRequest, status: response.status, context: context)
-        logAccess(head: exchange.clientRequest.head, requestID: exchange.requestID,
-                  clientAddress: exchange.clientRequest.clientAddress, status: response.status,
-                  upstreamStatus: upstreamStatus, bytes: response.declaredLength ?? response.body.count,
-                  startedAt: exchange.clientRequest.receivedAt, renewed: exchange.renewed, replayed: exchange.replayed,
-                  error: nil, message: nil)
+        guard let stream else {
+            exchange.responder.respond(response)
+            return
+        }
         let bridge = StreamBridge(stream)
         if let writer = exchange.responder.respond(response, streamingFrom: bridge) {
             bridge.writer = writer

@@ -86,6 +86,8 @@ public final class FakeIamport: HTTPHandler {
 
     private struct State {
         var configuration: Configuration
+        /// Secrets getToken accepts besides the configured one (a rotation).
+        var extraSecrets: Set<String> = []
         var current: IssuedToken?
         var valid: [String: Int] = [:]  // token -> expired_at
         var getTokenCalls = 0
@@ -202,6 +204,16 @@ public final class FakeIamport: HTTPHandler {
     public var issuedTokens: [String] { state.withLock { $0.issued } }
 
     /// Forget every token: the next call with one gets 401, the next getToken a new one.
+    /// The secrets getToken accepts: `secrets` from now on (a rotation:
+    /// both while it runs, then the new one alone). Tokens already issued
+    /// stay valid, as the API's do.
+    public func acceptSecrets(_ secrets: [String]) {
+        state.withLock { s in
+            if let first = secrets.first { s.configuration.apiSecret = first }
+            s.extraSecrets = Set(secrets.dropFirst())
+        }
+    }
+
     public func revokeTokens() {
         state.withLock {
             $0.valid.removeAll()
@@ -287,8 +299,9 @@ public final class FakeIamport: HTTPHandler {
             if let failure = s.tokenFailure {
                 return Self.envelope(status: failure.status, code: -1, message: failure.message, response: "null")
             }
+            let secret = Self.field("imp_secret", in: text)
             guard Self.field("imp_key", in: text) == s.configuration.apiKey,
-                Self.field("imp_secret", in: text) == s.configuration.apiSecret
+                secret == s.configuration.apiSecret || secret.map(s.extraSecrets.contains) == true
             else {
                 return Self.envelope(status: 401, code: -1, message: "invalid imp_key or imp_secret", response: "null")
             }

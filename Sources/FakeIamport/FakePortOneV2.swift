@@ -91,6 +91,8 @@ public final class FakePortOneV2: HTTPHandler {
 
     private struct State {
         var configuration: Configuration
+        /// Secrets accepted besides the configured one (a rotation).
+        var extraSecrets: Set<String> = []
         var recorded: [FakeIamport.Recorded] = []
         var arrivals = 0
         var arrivalsByRequest: [String: Int] = [:]
@@ -134,6 +136,15 @@ public final class FakePortOneV2: HTTPHandler {
     /// Requests received (control calls aside), whatever became of them.
     public var arrivals: Int { state.withLock { $0.arrivals } }
     /// Requests received with this method and path (query aside).
+    /// The API secrets accepted from now on (a rotation: both while it
+    /// runs, then the new one alone).
+    public func acceptSecrets(_ secrets: [String]) {
+        state.withLock { s in
+            if let first = secrets.first { s.configuration.apiSecret = first }
+            s.extraSecrets = Set(secrets.dropFirst())
+        }
+    }
+
     public func arrivals(method: String, path: String) -> Int {
         state.withLock { $0.arrivalsByRequest[method + " " + path] ?? 0 }
     }
@@ -261,7 +272,7 @@ public final class FakePortOneV2: HTTPHandler {
         let credential = String(value[value.index(after: space)...])
         return state.withLock { s in
             switch scheme {
-            case "portone": return credential == s.configuration.apiSecret
+            case "portone": return credential == s.configuration.apiSecret || s.extraSecrets.contains(credential)
             case "bearer": return s.accessTokens.contains(credential)
             default: return false
             }

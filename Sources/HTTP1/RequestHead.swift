@@ -93,6 +93,10 @@ public enum FieldKind: UInt8, Sendable {
     case host, contentLength, transferEncoding, connection, keepAlive
     case proxyAuthorization, proxyConnection, te, trailer, upgrade
     case expect, authorization, impTokenHeader, requestID, forwardedFor
+    /// Agency accounts' sub-merchant (an account's `tier` is added without one).
+    case tier
+    /// PortOne V2's deduplication key (added to V2 payment calls without one).
+    case idempotencyKey
 
     public var isHopByHop: Bool {
         switch self {
@@ -117,7 +121,9 @@ public enum FieldKind: UInt8, Sendable {
     public static func classify(_ name: UnsafeRawBufferPointer) -> FieldKind {
         switch name.count {
         case 2: if name.isLowercased("te") { return .te }
-        case 4: if name.isLowercased("host") { return .host }
+        case 4:
+            if name.isLowercased("host") { return .host }
+            if name.isLowercased("tier") { return .tier }
         case 6:
             if name.isLowercased("expect") { return .expect }
         case 7:
@@ -130,7 +136,9 @@ public enum FieldKind: UInt8, Sendable {
             if name.isLowercased("x-request-id") { return .requestID }
         case 13: if name.isLowercased("authorization") { return .authorization }
         case 14: if name.isLowercased("content-length") { return .contentLength }
-        case 15: if name.isLowercased("x-forwarded-for") { return .forwardedFor }
+        case 15:
+            if name.isLowercased("x-forwarded-for") { return .forwardedFor }
+            if name.isLowercased("idempotency-key") { return .idempotencyKey }
         case 16:
             if name.isLowercased("x-imptokenheader") { return .impTokenHeader }
             if name.isLowercased("proxy-connection") { return .proxyConnection }

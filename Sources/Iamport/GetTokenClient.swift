@@ -7,11 +7,18 @@ import Upstream
 /// The real token source: `POST /users/getToken` through the upstream
 /// client of one loop. The credentials go only into the request body.
 public final class GetTokenClient: TokenSource {
-    private let upstream: UpstreamClient
+    private let loop: EventLoop
+    /// The upstream client to use, looked up on `loop` when a fetch starts.
+    private let upstream: @Sendable () -> UpstreamClient
     private let body: [UInt8]
     private let secretText: Secret
 
-    public init(upstream: UpstreamClient, apiKey: Secret, apiSecret: Secret) {
+    public convenience init(upstream: UpstreamClient, apiKey: Secret, apiSecret: Secret) {
+        self.init(loop: upstream.loop, upstream: { upstream }, apiKey: apiKey, apiSecret: apiSecret)
+    }
+
+    public init(loop: EventLoop, upstream: @escaping @Sendable () -> UpstreamClient, apiKey: Secret, apiSecret: Secret) {
+        self.loop = loop
         self.upstream = upstream
         self.secretText = apiSecret
         let request = apiKey.reveal { key in apiSecret.reveal { secret in TokenRequest(imp_key: key, imp_secret: secret) } }
@@ -19,10 +26,11 @@ public final class GetTokenClient: TokenSource {
     }
 
     public func fetchToken(_ completion: @escaping @Sendable (Result<IssuedToken, TokenError>) -> Void) {
-        let upstream = self.upstream
+        let upstreamOnLoop = self.upstream
         let body = self.body
         let secret = self.secretText
-        upstream.loop.execute {
+        loop.execute {
+            let upstream = upstreamOnLoop()
             let request = UpstreamRequest(
                 method: .post, methodName: "POST", pathAndQuery: Array("/users/getToken".utf8),
                 headerLines: Array("Content-Type: application/json\0Accept: application/json\0".utf8),

@@ -88,6 +88,8 @@ public final class TokenCache: Sendable {
         /// The token value a renewal after a 401 returned unchanged, and until when
         /// 401s for it pass through without a fetch.
         var confirmed: (value: Secret, until: Double)?
+        /// Replaced by a reload: no more background renewals or retries.
+        var retired = false
     }
 
     static let maxBackoff: Double = 30
@@ -117,6 +119,17 @@ public final class TokenCache: Sendable {
             return true
         }
         if begin { fetch(.startup) }
+    }
+
+    /// Ends background work: a reload replaced this cache (the account's
+    /// credentials changed, or the account is gone). Requests that still
+    /// hold it finish as they started; nothing is fetched ahead any more.
+    public func retire() {
+        state.withLock { s in
+            s.retired = true
+            s.nextFetchAt = .infinity
+            s.timerSerial &+= 1
+        }
     }
 
     /// The valid token, without waiting; nil when there is none. Starts a
@@ -220,7 +233,7 @@ public final class TokenCache: Sendable {
 
     /// Starts a background fetch when one is due and none runs.
     private static func backgroundFetchDue(_ s: inout State, now: Double) -> FetchReason? {
-        guard s.fetching == nil, now >= s.nextFetchAt else { return nil }
+        guard s.fetching == nil, !s.retired, now >= s.nextFetchAt else { return nil }
         let reason: FetchReason = s.current == nil ? .retry : .refresh
         s.fetching = reason
         s.nextFetchAt = .infinity
@@ -335,7 +348,7 @@ public final class TokenCache: Sendable {
         let now = clock.now()
         var reschedule: Double?
         let reason = state.withLock { s -> FetchReason? in
-            guard serial == s.timerSerial, s.nextFetchAt.isFinite else { return nil }
+            guard serial == s.timerSerial, !s.retired, s.nextFetchAt.isFinite else { return nil }
             if now < s.nextFetchAt {
                 reschedule = s.nextFetchAt  // fired early
                 return nil

@@ -4,6 +4,8 @@ import Logging
 /// request's own bytes, not copies.
 struct AccessEntry {
     var requestID: [UInt8]
+    /// The account's name, with a config file.
+    var account: String?
     var method: ArraySlice<UInt8>
     /// The target without its query.
     var path: ArraySlice<UInt8>
@@ -69,7 +71,7 @@ struct AccessLog: Sendable {
     /// The most a line can take: the fixed parts, 20 digits and a sign per
     /// number, and 6 bytes per byte of text (a control character escaped).
     static func maxBytes(_ entry: AccessEntry) -> Int {
-        let text = entry.requestID.count + entry.method.count + entry.path.count + entry.client.utf8.count
+        let text = entry.requestID.count + (entry.account?.utf8.count ?? 0) + entry.method.count + entry.path.count + entry.client.utf8.count
             + (entry.error?.rawValue.utf8.count ?? 0) + (entry.reason?.utf8.count ?? 0)
         return 512 + 6 * text
     }
@@ -80,6 +82,7 @@ struct AccessLog: Sendable {
         let line = LineWriter(format: format)
         line.begin(&out)
         line.field("request_id", bytes: entry.requestID, &out)
+        if let account = entry.account { line.field("account", string: account, &out) }
         line.field("method", bytes: entry.method, &out)
         line.field("path", bytes: entry.path, &out)
         line.field("status", number: entry.status, &out)
@@ -115,6 +118,7 @@ struct AccessLog: Sendable {
             let text = bytesWritten(capacity: 32) { $0.put(millisecondsFromMicros: micros) }
             metadata["duration_ms"] = .string(String(decoding: text, as: UTF8.self))
         }
+        if let account = entry.account { metadata["account"] = .string(account) }
         if let error = entry.error { metadata["error"] = .string(error.rawValue) }
         if let reason = entry.reason { metadata["reason"] = .string(reason) }
         return metadata

@@ -23,6 +23,9 @@ public struct AccountSelector: Sendable {
     /// Indexes of the accounts on the shared listener.
     private let shared: [Int]
 
+    public var sharedIndexes: [Int] { shared }
+    public var sharedCount: Int { shared.count }
+
     public init(_ accounts: [AccountConfiguration]) {
         self.accounts = accounts
         shared = accounts.indices.filter { accounts[$0].isShared }
@@ -33,6 +36,16 @@ public struct AccountSelector: Sendable {
     /// or nil when none does (401 `client_unauthorized`). `api` restricts the
     /// choice (a local getToken is for V1 accounts only).
     public func select(listener: AccountListener, clientToken: ArraySlice<UInt8>?, api: AccountAPI? = nil) -> Int? {
+        select(listener: listener, api: api) { account in
+            guard let clientToken else { return false }
+            return account.clientToken?.constantTimeEquals(clientToken) == true
+        }
+    }
+
+    /// The same, with `presents` telling whether the request carries an
+    /// account's client token (in the form its API's SDKs send it).
+    public func select(listener: AccountListener, api: AccountAPI? = nil,
+                       presents: (AccountConfiguration) -> Bool) -> Int? {
         let chosen: Int?
         switch listener {
         case .own(let index):
@@ -40,16 +53,14 @@ public struct AccountSelector: Sendable {
         case .shared:
             if shared.count == 1 {
                 chosen = shared[0]
-            } else if let clientToken {
-                // Compare with every account, so the time taken does not tell
-                // which one matched (the tokens are distinct: at most one does).
+            } else {
+                // Ask every account, so the time taken does not tell which one
+                // matched (their tokens are distinct: at most one does).
                 var match: Int?
-                for index in shared {
-                    if accounts[index].clientToken?.constantTimeEquals(clientToken) == true { match = index }
+                for index in shared where accounts[index].clientToken != nil {
+                    if presents(accounts[index]) { match = index }
                 }
                 chosen = match
-            } else {
-                chosen = nil
             }
         }
         guard let chosen else { return nil }

@@ -32,7 +32,7 @@ public struct LineLogHandler: LogHandler {
 
     /// Fields in this order first (the access line reads left to right), the rest sorted.
     static let fieldOrder = [
-        "request_id", "method", "path", "status", "upstream_status", "bytes", "duration_ms", "client", "renewed",
+        "request_id", "account", "method", "path", "status", "upstream_status", "bytes", "duration_ms", "client", "renewed",
         "replayed", "error", "reason",
     ]
 

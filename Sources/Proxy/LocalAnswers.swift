@@ -25,16 +25,59 @@ struct LocalAnswers: Sendable {
         json(200, #"{"status":"ok"}"#, requestID: requestID)
     }
 
-    static func readiness(_ status: TokenStatus, requestID: [UInt8]) -> Response {
+    /// The process's one account (no config file): ready while it holds a
+    /// valid token.
+    static func readiness(_ status: TokenStatus?, requestID: [UInt8]) -> Response {
+        guard let status else { return json(200, #"{"status":"ready"}"#, requestID: requestID) }
         if status.valid {
             let seconds = wholeSeconds(status.expiresIn ?? 0)
             return json(200, #"{"status":"ready","token_expires_in":\#(seconds)}"#, requestID: requestID)
         }
-        let reason = status.lastError ?? (status.fetching ? "fetching the first token" : "no valid token")
         var body: [UInt8] = Array(#"{"status":"not_ready","reason":"#.utf8)
-        appendJSONString(reason, to: &body)
+        appendJSONString(notReadyReason(status), to: &body)
         body.append(UInt8(ascii: "}"))
         var response = json(503, "", requestID: requestID)
+        response.body = body
+        return response
+    }
+
+    private static func notReadyReason(_ status: TokenStatus) -> String {
+        status.lastError ?? (status.fetching ? "fetching the first token" : "no valid token")
+    }
+
+    /// Several accounts: 200 when every one is ready, else 503 naming those
+    /// that are not and why. A V1 account (with a token status) is ready
+    /// while it holds a valid token; a V2 account (nil) has none to hold.
+    /// `{"status":"not_ready","reason":"shop-a: ...","accounts":{"shop-a":{"status":"not_ready","reason":"..."},...}}`
+    static func readiness(_ accounts: [(name: String, status: TokenStatus?)], requestID: [UInt8]) -> Response {
+        var details: [UInt8] = []
+        var notReady: [String] = []
+        for (offset, account) in accounts.enumerated() {
+            if offset > 0 { details.append(UInt8(ascii: ",")) }
+            appendJSONString(account.name, to: &details)
+            if let status = account.status, !status.valid {
+                let reason = notReadyReason(status)
+                notReady.append("\(account.name): \(reason)")
+                details.append(contentsOf: #":{"status":"not_ready","reason":"#.utf8)
+                appendJSONString(reason, to: &details)
+                details.append(UInt8(ascii: "}"))
+            } else if let status = account.status {
+                details.append(contentsOf: #":{"status":"ready","token_expires_in":\#(wholeSeconds(status.expiresIn ?? 0))}"#.utf8)
+            } else {
+                details.append(contentsOf: #":{"status":"ready"}"#.utf8)
+            }
+        }
+        var body: [UInt8]
+        if notReady.isEmpty {
+            body = Array(#"{"status":"ready","accounts":{"#.utf8)
+        } else {
+            body = Array(#"{"status":"not_ready","reason":"#.utf8)
+            appendJSONString(notReady.joined(separator: "; "), to: &body)
+            body.append(contentsOf: #","accounts":{"#.utf8)
+        }
+        body.append(contentsOf: details)
+        body.append(contentsOf: "}}".utf8)
+        var response = json(notReady.isEmpty ? 200 : 503, "", requestID: requestID)
         response.body = body
         return response
     }

@@ -43,14 +43,30 @@ public enum ProxyError: String, Sendable, CaseIterable {
         }
     }
 
-    /// The envelope answer. `message` must never hold a token or the secret.
-    public func response(_ message: String, requestID: [UInt8]?) -> Response {
+    /// The answer in the shape of `api`'s own errors, so that its SDKs read
+    /// it: V1's envelope, or V2's `{"type": ..., "message": ...}`. `message`
+    /// must never hold a token or the secret.
+    public func response(_ message: String, requestID: [UInt8]?, api: AccountAPI = .v1) -> Response {
         var response = Response(status: status)
         response.addHeader("Content-Type", "application/json; charset=utf-8")
         response.addHeader("X-Iamport-Proxy-Error", rawValue)
         if let requestID { response.addHeader("X-Request-Id", bytes: requestID) }
-        response.body = envelopeBody("iamport-proxy: " + message)
+        switch api {
+        case .v1: response.body = envelopeBody("iamport-proxy: " + message)
+        case .v2: response.body = v2ErrorBody(type: v2Type, "iamport-proxy: " + message)
+        }
         return response
+    }
+
+    /// V2's own error type where one fits (its SDKs raise their usual
+    /// errors for it), else this name in upper snake case.
+    public var v2Type: String {
+        switch self {
+        case .clientUnauthorized: return "UNAUTHORIZED"
+        case .forbidden, .notAllowed: return "FORBIDDEN"
+        case .badRequest: return "INVALID_REQUEST"
+        default: return rawValue.uppercased()
+        }
     }
 
     static func from(_ error: HTTPError) -> (ProxyError, String) {
@@ -71,6 +87,16 @@ func envelopeBody(_ message: String) -> [UInt8] {
     var out = Array(#"{"code":-1,"message":"#.utf8)
     appendJSONString(message, to: &out)
     out.append(contentsOf: #","response":null}"#.utf8)
+    return out
+}
+
+/// `{"type":"...","message":"..."}`: PortOne V2's error shape.
+func v2ErrorBody(type: String, _ message: String) -> [UInt8] {
+    var out = Array(#"{"type":"#.utf8)
+    appendJSONString(type, to: &out)
+    out.append(contentsOf: #","message":"#.utf8)
+    appendJSONString(message, to: &out)
+    out.append(UInt8(ascii: "}"))
     return out
 }
 

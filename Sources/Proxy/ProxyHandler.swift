@@ -6,99 +6,131 @@ import Server
 import Synchronization
 import Upstream
 
-/// The handler that joins the pieces: local endpoints, client
-/// authentication, the allowlist, forwarding with the held token, the 401
-/// renewal and single replay, error envelopes, metrics and the access log.
-public final class ProxyHandler: HTTPHandler {
-    let configuration: ProxyConfiguration
-    let tokens: TokenCache
+/// What the proxy's listeners share: the configuration in force, the
+/// loops' contexts, metrics, logs, the servers.
+final class ProxyCore: Sendable {
+    let routing: RoutingState
     let metrics: ProxyMetrics
     let logger: Logger
-    private let accessLog: AccessLog
+    let accessLog: AccessLog
     let contexts: [LoopContext]
-    private let authenticator: ClientAuthenticator
-    private let upstreamAuthority: [UInt8]
-    private let requestIDPrefix: [UInt8]
-    private let server = Mutex<Server?>(nil)
-    private let upstreamConnectionsOpened: @Sendable () -> Int
+    let directory: UpstreamDirectory
+    /// Whether accounts are named in readiness (with a config file).
+    let labelsAccounts: Bool
+    let requestIDPrefix: [UInt8]
+    let servers = Mutex<[Server]>([])
 
-    init(configuration: ProxyConfiguration, tokens: TokenCache, metrics: ProxyMetrics, logger: Logger, contexts: [LoopContext],
-         upstreamConnectionsOpened: @escaping @Sendable () -> Int) {
-        self.upstreamConnectionsOpened = upstreamConnectionsOpened
-        self.configuration = configuration
-        self.tokens = tokens
+    init(routing: RoutingState, metrics: ProxyMetrics, logger: Logger, contexts: [LoopContext],
+         directory: UpstreamDirectory, labelsAccounts: Bool) {
+        self.routing = routing
         self.metrics = metrics
         self.logger = logger
         self.accessLog = AccessLog(logger: logger)
         self.contexts = contexts
-        self.authenticator = ClientAuthenticator(clientToken: configuration.clientToken)
-        self.upstreamAuthority = configuration.upstream.authority.map(ASCII.lower)
+        self.directory = directory
+        self.labelsAccounts = labelsAccounts
         var random = SystemRandomNumberGenerator()
         self.requestIDPrefix = (0..<12).map { _ in hexDigits[Int(random.next() % 16)] } + [UInt8(ascii: "-")]
     }
+}
 
-    func attach(_ server: Server) {
-        self.server.withLock { $0 = server }
+/// The handler of one listener, joining the pieces: local endpoints, the
+/// choice of account, client authentication, the allow list, forwarding
+/// with the account's credential (V1: the held token, renewed on a 401 with
+/// a single replay; V2: its API secret), error answers in the account's
+/// API's shape, metrics and the access log.
+public final class ProxyHandler: HTTPHandler {
+    let core: ProxyCore
+    let listener: ListenerID
+    var metrics: ProxyMetrics { core.metrics }
+    var logger: Logger { core.logger }
+    private var accessLog: AccessLog { core.accessLog }
+    var contexts: [LoopContext] { core.contexts }
+
+    init(core: ProxyCore, listener: ListenerID) {
+        self.core = core
+        self.listener = listener
     }
 
-    // MARK: - Before the body
+    // MARK: - Routing
 
-    public func screen(_ head: RequestHead, clientAddress: String) -> Response? {
-        let refusal: (ProxyError, String)?
-        switch target(of: head) {
-        case .failure(let error):
-            refusal = (error.error, error.message)
-        case .success(let path):
-            if path.isLocalEndpoint {
-                refusal = nil
-            } else if path.isGetToken {
-                // Never forwarded, whatever the method: the body holds imp_secret.
-                let notPost = Self.getTokenNotPost
-                refusal = head.method == .post ? nil : (notPost.error, notPost.message)
-            } else if !authenticator.isAuthorized(head) {
-                refusal = (.clientUnauthorized, "missing or wrong client token")
-            } else if !configuration.allowList.allows(method: head[head.methodRange], canonicalPath: path.canonical) {
-                refusal = (.forbidden, "this method and path are not in the allow list")
-            } else {
-                refusal = nil
-            }
-        }
-        guard let (error, message) = refusal else { return nil }
-        let requestID = requestID(for: head, on: nil)
-        let response = error.response(message, requestID: requestID)
-        record(status: response.status, method: head.method)
-        logAccess(head: head, requestID: requestID, clientAddress: clientAddress, status: response.status,
-                  upstreamStatus: nil, bytes: response.body.count, startedAt: nil, renewed: false, replayed: false,
-                  error: error, message: message)
-        return response
+    /// What becomes of a request, decided on its head alone.
+    enum Route {
+        /// Under `/_proxy/`: answered here, on every listener, for every account.
+        case local(RequestPath)
+        /// `POST /users/getToken`: answered here; the account is chosen by the
+        /// body's `imp_secret` (see `localGetToken`).
+        case getToken
+        case forward(ServedAccount, RequestPath)
+        case refused(Refusal, ServedAccount?)
     }
-
-    private static let getTokenNotPost = Refusal(
-        .notAllowed, "/users/getToken is answered by the proxy for POST only and never forwarded")
 
     struct Refusal: Error {
         let error: ProxyError
         let message: String
-        init(_ error: ProxyError, _ message: String) {
+        /// Whose error shape the answer takes.
+        let api: AccountAPI
+        init(_ error: ProxyError, _ message: String, _ api: AccountAPI) {
             self.error = error
             self.message = message
+            self.api = api
         }
     }
 
-    /// The target as a checked path: origin form, or absolute form naming the
-    /// upstream itself. The head parser made its canonical form already.
-    private func target(of head: RequestHead) -> Result<RequestPath, Refusal> {
+    func route(_ head: RequestHead, _ routing: Routing) -> Route {
+        let shape = routing.shape(of: listener)
         if case .absolute(let authority, _) = head.targetForm {
-            // Only the upstream itself may be named (as a client configured to use
-            // the proxy as an HTTP proxy would): anything else is another host.
-            guard head[authority].equalsIgnoringCase(upstreamAuthority) else {
-                return .failure(Refusal(.notAllowed, "requests for other hosts are refused: this is not an open proxy"))
+            // Only an upstream itself may be named (as a client configured to
+            // use the proxy as an HTTP proxy would): anything else is another host.
+            let named = head[authority]
+            guard routing.accounts.contains(where: { named.equalsIgnoringCase($0.upstreamAuthority) }) else {
+                return .refused(Refusal(.notAllowed, "requests for other hosts are refused: this is not an open proxy", shape), nil)
             }
         }
+        let path: RequestPath
         switch RequestPath.of(head) {
-        case .success(let path): return .success(path)
-        case .failure(let why): return .failure(Refusal(.badRequest, why.message))
+        case .success(let checked): path = checked
+        case .failure(let why): return .refused(Refusal(.badRequest, why.message, shape), nil)
         }
+        if path.isLocalEndpoint { return .local(path) }
+        if path.isGetToken {
+            // Never forwarded, whatever the method: the body holds imp_secret.
+            return head.method == .post ? .getToken : .refused(Refusal(
+                .notAllowed, "/users/getToken is answered by the proxy for POST only and never forwarded", shape), nil)
+        }
+        guard let account = routing.select(head, on: listener) else {
+            return .refused(Refusal(.clientUnauthorized, "missing or unknown client token: it selects the account", shape), nil)
+        }
+        guard account.admits(head) else {
+            return .refused(Refusal(.clientUnauthorized, "missing or wrong client token", account.api), account)
+        }
+        if case .absolute(let authority, _) = head.targetForm, !head[authority].equalsIgnoringCase(account.upstreamAuthority) {
+            return .refused(Refusal(
+                .notAllowed, "requests for other hosts are refused: this is not an open proxy", account.api), account)
+        }
+        if account.api == .v2 && path.isV2CredentialEndpoint {
+            return .refused(Refusal(
+                .forbidden, "/login/api-secret and /token/refresh are never forwarded: they would hand out a credential of the account",
+                .v2), account)
+        }
+        if !account.configuration.allow.allows(method: head[head.methodRange], canonicalPath: path.canonical) {
+            return .refused(Refusal(.forbidden, "this method and path are not in the allow list", account.api), account)
+        }
+        return .forward(account, path)
+    }
+
+    // MARK: - Before the body
+
+    public func screen(_ head: RequestHead, clientAddress: String, loop: EventLoop) -> Response? {
+        let context = contexts[loop.index]
+        guard case .refused(let refusal, let account) = route(head, context.routing) else { return nil }
+        let requestID = requestID(for: head, on: context)
+        let response = refusal.error.response(refusal.message, requestID: requestID, api: refusal.api)
+        record(status: response.status, method: head.method, account: account)
+        logAccess(head: head, requestID: requestID, clientAddress: clientAddress, account: account,
+                  status: response.status, upstreamStatus: nil, bytes: response.body.count, startedAt: nil,
+                  renewed: false, replayed: false, error: refusal.error, message: refusal.message)
+        return response
     }
 
     // MARK: - Requests
@@ -107,40 +139,96 @@ public final class ProxyHandler: HTTPHandler {
         let context = contexts[request.loop.index]
         let head = request.head
         let requestID = requestID(for: head, on: context)
-        guard case .success(let path) = target(of: head) else {
-            // screen() refused these already; kept for safety.
-            respond(ProxyError.badRequest.response("invalid request target", requestID: requestID), request, requestID,
-                    responder, context: context)
-            return
-        }
-        if path.isLocalEndpoint {
-            respond(localEndpoint(head, path, requestID: requestID), request, requestID, responder, context: context)
-        } else if path.isGetToken {
-            let answer = head.method == .post
-                ? LocalAnswers.getToken(body: request.body, clientToken: configuration.clientToken, requestID: requestID)
-                : Self.getTokenNotPost.error.response(Self.getTokenNotPost.message, requestID: requestID)
-            respond(answer, request, requestID, responder, context: context)
-        } else {
-            forward(request, path: path, requestID: requestID, context: context, responder: responder)
+        let routing = context.routing
+        switch route(head, routing) {
+        case .local(let path):
+            respond(localEndpoint(head, path, routing, requestID: requestID), request, requestID, responder,
+                    context: context, account: nil)
+        case .getToken:
+            let (answer, account) = localGetToken(request.body, routing, requestID: requestID)
+            respond(answer, request, requestID, responder, context: context, account: account)
+        case .forward(let account, let path):
+            forward(request, account: account, path: path, requestID: requestID, context: context, responder: responder)
+        case .refused(let refusal, let account):
+            // screen() refused these already, unless a reload came in between.
+            respond(refusal.error.response(refusal.message, requestID: requestID, api: refusal.api), request, requestID,
+                    responder, context: context, account: account,
+                    error: (refusal.error, refusal.message))
         }
     }
 
-    private func localEndpoint(_ head: RequestHead, _ path: RequestPath, requestID: [UInt8]) -> Response {
+    /// `POST /users/getToken` for the V1 account whose client token is the
+    /// body's `imp_secret` (with one account on the listener, that one, as
+    /// in single-account mode).
+    private func localGetToken(_ body: [UInt8], _ routing: Routing, requestID: [UInt8]) -> (Response, ServedAccount?) {
+        let candidates: [ServedAccount]
+        if let where_ = routing.selectorListener(listener), case .own(let index) = where_ {
+            candidates = [routing.accounts[index]]
+        } else if listener.index > 0 {
+            candidates = []
+        } else {
+            candidates = routing.selector.sharedIndexes.map { routing.accounts[$0] }
+        }
+        if candidates.count == 1, let account = candidates.first {
+            guard account.api == .v1 else {
+                return (ProxyError.forbidden.response(
+                    "a v2 account has no /users/getToken: give its client token to the V2 SDK as its API secret",
+                    requestID: requestID, api: .v2), account)
+            }
+            return (LocalAnswers.getToken(body: body, clientToken: account.configuration.clientToken, requestID: requestID),
+                    account)
+        }
+        let submitted = LocalAnswers.submittedSecret(body)
+        var match: ServedAccount?
+        for account in candidates where account.api == .v1 {
+            // Every candidate is compared, so timing does not tell which matched.
+            if let token = account.configuration.clientToken, let submitted, token.constantTimeEquals(submitted) {
+                match = account
+            }
+        }
+        guard let match else {
+            return (ProxyError.clientUnauthorized.response(
+                "imp_secret is the client token of no v1 account on this listener", requestID: requestID), nil)
+        }
+        return (LocalAnswers.getToken(body: body, clientToken: match.configuration.clientToken, requestID: requestID),
+                match)
+    }
+
+    private func localEndpoint(_ head: RequestHead, _ path: RequestPath, _ routing: Routing, requestID: [UInt8]) -> Response {
         guard head.method == .get || head.method == .head else {
             return ProxyError.notAllowed.response("local endpoints answer GET and HEAD only", requestID: requestID)
         }
         if path.canonicalEquals("/_proxy/healthz") { return LocalAnswers.health(requestID: requestID) }
-        if path.canonicalEquals("/_proxy/readyz") { return LocalAnswers.readiness(tokens.status(), requestID: requestID) }
+        if path.canonicalEquals("/_proxy/readyz") { return readiness(path, routing, requestID: requestID) }
         if path.canonicalEquals("/_proxy/metrics") { return LocalAnswers.metrics(renderMetrics(), requestID: requestID) }
         return ProxyError.notFound.response("no such local endpoint", requestID: requestID)
     }
 
+    /// Ready when every account is (`?account=NAME`: that one). A V1 account
+    /// is ready while it holds a valid token; a V2 account has no token to
+    /// hold and is ready once configured.
+    private func readiness(_ path: RequestPath, _ routing: Routing, requestID: [UInt8]) -> Response {
+        guard core.labelsAccounts else {
+            return LocalAnswers.readiness(routing.accounts[0].tokens?.status(), requestID: requestID)
+        }
+        var accounts = routing.accounts
+        if let wanted = path.queryValue("account") {
+            accounts = accounts.filter { $0.name.utf8.elementsEqual(wanted) }
+            guard !accounts.isEmpty else {
+                return ProxyError.notFound.response("no account of that name", requestID: requestID)
+            }
+        }
+        return LocalAnswers.readiness(accounts.map { ($0.name, $0.tokens?.status()) }, requestID: requestID)
+    }
+
     func renderMetrics() -> [UInt8] {
-        let status = tokens.status()
-        metrics.tokenValid.record(status.valid ? 1 : 0)
-        metrics.tokenExpiresIn.record(wholeSeconds(status.expiresIn ?? 0))
-        metrics.openConnections.record(server.withLock { $0?.openConnections ?? 0 })
-        metrics.upstreamConnections.record(upstreamConnectionsOpened())
+        for account in core.routing.routing.accounts {
+            guard let status = account.tokens?.status() else { continue }
+            account.metrics.tokenValid.record(status.valid ? 1 : 0)
+            account.metrics.tokenExpiresIn.record(wholeSeconds(status.expiresIn ?? 0))
+        }
+        metrics.openConnections.record(core.servers.withLock { $0.reduce(0) { $0 + $1.openConnections } })
+        metrics.upstreamConnections.record(core.directory.connectionsOpened)
         return metrics.render()
     }
 
@@ -148,6 +236,7 @@ public final class ProxyHandler: HTTPHandler {
     private struct Exchange {
         var request: UpstreamRequest
         let clientRequest: Request
+        let account: ServedAccount
         let requestID: [UInt8]
         let path: ArraySlice<UInt8>
         let responder: Responder
@@ -155,13 +244,16 @@ public final class ProxyHandler: HTTPHandler {
         var replayed = false
     }
 
-    private func forward(_ request: Request, path: RequestPath, requestID: [UInt8], context: LoopContext, responder: Responder) {
+    private func forward(_ request: Request, account: ServedAccount, path: RequestPath, requestID: [UInt8],
+                         context: LoopContext, responder: Responder) {
         let head = request.head
         // One buffer of NUL-terminated lines, built in one pass.
         var lines: [UInt8] = []
-        lines.reserveCapacity(head.bytes.count + request.clientAddress.utf8.count + 96)
+        lines.reserveCapacity(head.bytes.count + request.clientAddress.utf8.count + 160)
         var forwardedFor: ArraySlice<UInt8>?
         var extraForwardedFor: [UInt8] = []
+        var sawTier = false
+        var sawIdempotencyKey = false
         for field in head.fields {
             if head.isHopByHop(field) { continue }
             switch field.kind {
@@ -175,6 +267,8 @@ public final class ProxyHandler: HTTPHandler {
                     extraForwardedFor.append(contentsOf: head[field.value])
                 }
                 continue
+            case .tier: sawTier = true
+            case .idempotencyKey: sawIdempotencyKey = true
             default: break
             }
             lines.append(contentsOf: head[field.name])
@@ -197,24 +291,43 @@ public final class ProxyHandler: HTTPHandler {
         lines.append(contentsOf: "X-Request-Id: ".utf8)
         lines.append(contentsOf: requestID)
         lines.append(0)
+        if let tierLine = account.tierLine, !sawTier {
+            lines.append(contentsOf: tierLine)
+            lines.append(0)
+        }
+        let method = head.method
+        let paymentCall = method == .post || method == .put || method == .patch || method == .delete
+        if account.api == .v2 && paymentCall && !sawIdempotencyKey {
+            // The API answers a repeated key with the first answer, so the
+            // request may be re-sent once if its connection fails.
+            IdempotencyKey.appendNewLine(to: &lines)
+            lines.append(0)
+            sawIdempotencyKey = true
+        }
 
-        let sendsBody = head.framing != .none || head.method == .post || head.method == .put || head.method == .patch
-        let upstreamRequest = UpstreamRequest(
-            method: head.method,
-            methodName: head.method == .other ? String(decoding: head[head.methodRange], as: UTF8.self) : head.method.label,
+        let sendsBody = head.framing != .none || method == .post || method == .put || method == .patch
+        var upstreamRequest = UpstreamRequest(
+            method: method,
+            methodName: method == .other ? String(decoding: head[head.methodRange], as: UTF8.self) : method.label,
             pathAndQuery: path.forwardedPathAndQuery(), headerLines: lines, body: sendsBody ? request.body : nil)
+        if account.api == .v2 && sawIdempotencyKey { upstreamRequest.resendable = true }
         let exchange = Exchange(
-            request: upstreamRequest, clientRequest: request, requestID: requestID, path: path.path, responder: responder)
+            request: upstreamRequest, clientRequest: request, account: account, requestID: requestID, path: path.path,
+            responder: responder)
 
+        guard let tokens = account.tokens else {
+            send(exchange, authorization: account.secretAuthorizationLine, token: nil, context: context)
+            return
+        }
         if let token = tokens.validToken() {
-            send(exchange, token: token, context: context)
+            send(exchange, authorization: token.authorizationLine, token: token, context: context)
             return
         }
         tokens.withToken { [self] result in
             onLoop(context.loop) {
                 switch result {
                 case .success(let token):
-                    self.send(exchange, token: token, context: context)
+                    self.send(exchange, authorization: token.authorizationLine, token: token, context: context)
                 case .failure(let error):
                     self.fail(exchange, .tokenUnavailable, error.message, context: context)
                 }
@@ -222,14 +335,20 @@ public final class ProxyHandler: HTTPHandler {
         }
     }
 
-    private func send(_ exchange: Exchange, token: Token, context: LoopContext) {
+    /// Sends with `authorization` as the first line: a V1 account's token
+    /// (`token`, renewed on a 401), or a V2 account's secret.
+    private func send(_ exchange: Exchange, authorization: [UInt8], token: Token?, context: LoopContext) {
         var exchange = exchange
-        exchange.request.firstLine = token.authorizationLine
+        exchange.request.firstLine = authorization
         let started = MonotonicClock.now()
-        context.upstream.send(exchange.request) { [self] result in
+        context.upstream(exchange.account.upstreamSlot).send(exchange.request) { [self] result in
             metrics.upstreamDuration.recordNanoseconds(Int64(MonotonicClock.now() &- started))
             switch result {
             case .success(let answer) where answer.status == 401 && !exchange.replayed && answer.stream == nil:
+                guard let token, let tokens = exchange.account.tokens else {
+                    relay(answer, exchange, context: context)
+                    return
+                }
                 // The token was refused: renew once (shared by every request that
                 // saw it refused) and replay this request once, with the same body,
                 // unless the API still holds the token valid (TokenCache decides).
@@ -243,8 +362,8 @@ public final class ProxyHandler: HTTPHandler {
                     onLoop(context.loop) {
                         switch outcome {
                         case .replay(let fresh):
-                            self.metrics.replays.increment()
-                            self.send(renewed, token: fresh, context: context)
+                            renewed.account.metrics.replays.increment()
+                            self.send(renewed, authorization: fresh.authorizationLine, token: fresh, context: context)
                         case .passThrough:
                             self.relay(answer, refused, context: context)
                         case .failed(let error):
@@ -279,7 +398,7 @@ public final class ProxyHandler: HTTPHandler {
     }
 
     private func fail(_ exchange: Exchange, _ error: ProxyError, _ message: String, context: LoopContext, upstreamStatus: Int? = nil) {
-        var response = error.response(message, requestID: exchange.requestID)
+        var response = error.response(message, requestID: exchange.requestID, api: exchange.account.api)
         if exchange.replayed { response.addHeader("X-Iamport-Proxy-Replayed", "1") }
         finish(exchange, response, upstreamStatus: upstreamStatus, context: context, error: (error, message))
     }
@@ -289,10 +408,10 @@ public final class ProxyHandler: HTTPHandler {
     /// arrives, at the pace the client reads.
     private func finish(_ exchange: Exchange, _ response: Response, upstreamStatus: Int?, context: LoopContext,
                         error: (ProxyError, String)? = nil, streamingFrom stream: UpstreamBodyStream? = nil) {
-        record(exchange.clientRequest, status: response.status, context: context)
+        record(exchange.clientRequest, status: response.status, context: context, account: exchange.account)
         logAccess(head: exchange.clientRequest.head, requestID: exchange.requestID,
-                  clientAddress: exchange.clientRequest.clientAddress, status: response.status,
-                  upstreamStatus: upstreamStatus,
+                  clientAddress: exchange.clientRequest.clientAddress, account: exchange.account,
+                  status: response.status, upstreamStatus: upstreamStatus,
                   bytes: stream == nil ? response.body.count : response.declaredLength ?? response.body.count,
                   startedAt: exchange.clientRequest.receivedAt, renewed: exchange.renewed, replayed: exchange.replayed,
                   error: error?.0, message: error?.1)
@@ -310,11 +429,11 @@ public final class ProxyHandler: HTTPHandler {
     }
 
     private func respond(_ response: Response, _ request: Request, _ requestID: [UInt8], _ responder: Responder,
-                         context: LoopContext) {
-        record(request, status: response.status, context: context)
-        logAccess(head: request.head, requestID: requestID, clientAddress: request.clientAddress,
+                         context: LoopContext, account: ServedAccount?, error: (ProxyError, String)? = nil) {
+        record(request, status: response.status, context: context, account: account)
+        logAccess(head: request.head, requestID: requestID, clientAddress: request.clientAddress, account: account,
                   status: response.status, upstreamStatus: nil, bytes: response.body.count,
-                  startedAt: request.receivedAt, renewed: false, replayed: false, error: nil, message: nil)
+                  startedAt: request.receivedAt, renewed: false, replayed: false, error: error?.0, message: error?.1)
         responder.respond(response)
     }
 
@@ -323,13 +442,14 @@ public final class ProxyHandler: HTTPHandler {
     public func errorResponse(_ error: ServerError, head: RequestHead?) -> Response {
         let requestID = head.map { self.requestID(for: $0, on: nil) } ?? generatedRequestID(nil)
         let (kind, message) = Self.describe(error)
-        return kind.response(message, requestID: requestID)
+        return kind.response(message, requestID: requestID, api: core.routing.routing.shape(of: listener))
     }
 
     public func didRespondOnItsOwn(_ error: ServerError, status: Int, head: RequestHead?, clientAddress: String) {
         let (kind, message) = Self.describe(error)
         if let head {
-            logAccess(head: head, requestID: requestID(for: head, on: nil), clientAddress: clientAddress, status: status,
+            logAccess(head: head, requestID: requestID(for: head, on: nil), clientAddress: clientAddress, account: nil,
+                      status: status,
                       upstreamStatus: nil, bytes: 0, startedAt: nil, renewed: false, replayed: false, error: kind,
                       message: message)
         } else {
@@ -337,7 +457,7 @@ public final class ProxyHandler: HTTPHandler {
                 "status": "\(status)", "error": "\(kind.rawValue)", "reason": "\(message)", "client": "\(clientAddress)",
             ])
         }
-        record(status: status, method: head?.method ?? .other)
+        record(status: status, method: head?.method ?? .other, account: nil)
     }
 
     public func serverNotice(_ message: String) {
@@ -382,7 +502,7 @@ public final class ProxyHandler: HTTPHandler {
     private static let fallbackSerial = Atomic<UInt64>(0)
 
     private func generatedRequestID(_ context: LoopContext?) -> [UInt8] {
-        var id = requestIDPrefix
+        var id = core.requestIDPrefix
         let serial: UInt64
         if let context {
             context.serial &+= 1
@@ -400,13 +520,15 @@ public final class ProxyHandler: HTTPHandler {
         return id
     }
 
-    private func record(_ request: Request, status: Int, context: LoopContext) {
-        let key = status << 8 | Int(request.head.method.rawValue)
+    private func record(_ request: Request, status: Int, context: LoopContext, account: ServedAccount?) {
+        let method = request.head.method
+        let key = account.map { ProxyMetrics.requestCounterKey(status: status, method: method, account: $0.metrics) }
+            ?? (status & 0xFFFF) << 8 | Int(method.rawValue)
         let counter: CoreMetricsCounter
         if let cached = context.requestCounters[key] {
             counter = cached
         } else {
-            counter = metrics.requestCounter(status: status, method: request.head.method)
+            counter = metrics.requestCounter(status: status, method: method, account: account?.metrics)
             context.requestCounters[key] = counter
         }
         counter.increment()
@@ -415,18 +537,19 @@ public final class ProxyHandler: HTTPHandler {
 
     /// Counts an answer given before the request reached a loop's handler
     /// (a refusal): no per-loop cache, no duration.
-    private func record(status: Int, method: Method) {
-        metrics.requestCounter(status: status, method: method).increment()
+    private func record(status: Int, method: Method, account: ServedAccount?) {
+        metrics.requestCounter(status: status, method: method, account: account?.metrics).increment()
     }
 
     private func logAccess(
-        head: RequestHead, requestID: [UInt8], clientAddress: String, status: Int, upstreamStatus: Int?, bytes: Int,
-        startedAt: UInt64?, renewed: Bool, replayed: Bool, error: ProxyError?, message: String?
+        head: RequestHead, requestID: [UInt8], clientAddress: String, account: ServedAccount?, status: Int,
+        upstreamStatus: Int?, bytes: Int, startedAt: UInt64?, renewed: Bool, replayed: Bool, error: ProxyError?,
+        message: String?
     ) {
         guard accessLog.isOn else { return }
         let target = head[head.target]
         accessLog.record(AccessEntry(
-            requestID: requestID, method: head[head.methodRange],
+            requestID: requestID, account: account?.label, method: head[head.methodRange],
             path: target.prefix { $0 != ASCII.question }, status: status, upstreamStatus: upstreamStatus,
             bytes: bytes, durationMicros: startedAt.map { (MonotonicClock.now() &- $0) / 1000 }, client: clientAddress,
             renewed: renewed, replayed: replayed, error: error, reason: message))

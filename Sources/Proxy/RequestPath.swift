@@ -58,6 +58,31 @@ struct RequestPath {
         return rest.isEmpty
     }
 
+    /// PortOne V2's credential endpoints, `/login/api-secret` and
+    /// `/token/refresh`, in the same spellings as getToken: never forwarded
+    /// for a V2 account (they would hand the app a credential of the account).
+    var isV2CredentialEndpoint: Bool {
+        var login = canonical.dropFirst()
+        if Self.takeSegment(&login, equalTo: "login"), Self.takeSegment(&login, equalTo: "api-secret"), login.isEmpty {
+            return true
+        }
+        var token = canonical.dropFirst()
+        return Self.takeSegment(&token, equalTo: "token") && Self.takeSegment(&token, equalTo: "refresh") && token.isEmpty
+    }
+
+    /// The value of the query parameter `name` as sent (not decoded), or nil.
+    func queryValue(_ name: StaticString) -> ArraySlice<UInt8>? {
+        guard let query else { return nil }
+        for pair in query.split(separator: ASCII.ampersand) {
+            let eq = pair.firstIndex(of: ASCII.equals) ?? pair.endIndex
+            let key = pair[..<eq]
+            if name.withUTF8Buffer({ key.elementsEqual($0) }) {
+                return eq < pair.endIndex ? pair[(eq + 1)...] : pair[eq...]
+            }
+        }
+        return nil
+    }
+
     /// Consumes one segment whose name (before `;` or `%3B`) is `lowercased`
     /// ignoring case, and the `/` after it.
     private static func takeSegment(_ rest: inout ArraySlice<UInt8>, equalTo lowercased: StaticString) -> Bool {

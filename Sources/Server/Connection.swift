@@ -32,7 +32,7 @@ final class Connection: EventHandler, @unchecked Sendable {
 
     let fd: Int32
     let loop: EventLoop
-    private let server: Server
+    let server: Server
     let clientAddress: String
     private var input: InputBuffer
     private var parser: HeadParser
@@ -202,7 +202,7 @@ final class Connection: EventHandler, @unchecked Sendable {
             sendServerError(.malformed(.bodyTooLarge), head: parsed)
             return false
         }
-        if let refusal = server.handler.screen(parsed, clientAddress: clientAddress) {
+        if let refusal = server.handler.screen(parsed, clientAddress: clientAddress, loop: loop) {
             // The body, if any, stays unread: the connection cannot be reused;
             // nor after a request for another host. A refused path (400) or
             // client token (401) or call (403) leaves it open, as SPEC says.

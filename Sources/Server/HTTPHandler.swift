@@ -31,7 +31,8 @@ public protocol HTTPHandler: AnyObject, Sendable {
 
     /// A head is complete and its body not yet read: refuse it now (for
     /// example, before a 100 Continue) by returning a response, or nil to go on.
-    func screen(_ head: RequestHead, clientAddress: String) -> Response?
+    /// Called on `loop`, the connection's.
+    func screen(_ head: RequestHead, clientAddress: String, loop: EventLoop) -> Response?
 
     /// The answer the server sends on its own for `error`, given the head if
     /// one was parsed.
@@ -46,6 +47,6 @@ public protocol HTTPHandler: AnyObject, Sendable {
 }
 
 extension HTTPHandler {
-    public func screen(_ head: RequestHead, clientAddress: String) -> Response? { nil }
+    public func screen(_ head: RequestHead, clientAddress: String, loop: EventLoop) -> Response? { nil }
     public func didRespondOnItsOwn(_ error: ServerError, status: Int, head: RequestHead?, clientAddress: String) {}
 }

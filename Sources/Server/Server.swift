@@ -121,7 +121,15 @@ public final class Server: Sendable {
     /// - Returns: whether every connection finished within the grace period.
     @discardableResult
     public func shutdown(grace: Double) -> Bool {
-        guard !shuttingDown.exchange(true, ordering: .acquiringAndReleasing) else { return true }
+        beginShutdown()
+        return finishShutdown(grace: grace)
+    }
+
+    /// The first half of `shutdown`: stops accepting and closes idle
+    /// connections, without waiting (a process with several listeners stops
+    /// them all before waiting for any).
+    public func beginShutdown() {
+        guard !shuttingDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let acceptor = self.acceptor.withLock { $0 }
         if let acceptor {
             let stopped = Latch<Void>()
@@ -132,10 +140,19 @@ public final class Server: Sendable {
             _ = stopped.wait()
         }
         for loop in group.loops {
-            loop.execute {
-                loop.forEachHandler { ($0 as? Connection)?.closeIfIdle() }
+            loop.execute { [self] in
+                loop.forEachHandler { handler in
+                    if let connection = handler as? Connection, connection.server === self { connection.closeIfIdle() }
+                }
             }
         }
+    }
+
+    /// The second half: waits for busy connections to finish, for at most
+    /// `grace` seconds, closing what is left a little before the end.
+    /// - Returns: whether every connection finished in time.
+    @discardableResult
+    public func finishShutdown(grace: Double) -> Bool {
         // The grace period bounds the whole drain: what is still open a
         // little before its end (a stuck exchange) is closed then.
         let start = MonotonicClock.now()
@@ -145,7 +162,11 @@ public final class Server: Sendable {
         let clean = openConnections == 0
         if !clean {
             for loop in group.loops {
-                loop.execute { loop.forEachHandler { ($0 as? Connection)?.close() } }
+                loop.execute { [self] in
+                    loop.forEachHandler { handler in
+                        if let connection = handler as? Connection, connection.server === self { connection.close() }
+                    }
+                }
             }
             waitForNoConnections(until: start + graceNanos)
         }

@@ -18,9 +18,9 @@ import Synchronization
 /// epoll so that one the server closes is dropped at once.
 ///
 /// Deciding every retry here is the point: a request is re-sent only when it
-/// is safe (GET, HEAD, OPTIONS) and met a reused connection that failed
-/// before any byte of an answer; non-idempotent requests always go out on a
-/// fresh connection, so they are never sent twice.
+/// is `resendable` (GET, HEAD, OPTIONS, or carries a V2 Idempotency-Key) and
+/// met a reused connection that failed before any byte of an answer; any
+/// other request whose connection fails is answered 502, never sent twice.
 ///
 /// `@unchecked Sendable`: confined to `loop`.
 public final class UpstreamClient: @unchecked Sendable {
@@ -706,15 +706,15 @@ public final class UpstreamClient: @unchecked Sendable {
         finish(exchange, .success(answer))
     }
 
-    /// The connection broke. A GET, HEAD or OPTIONS that met a reused
-    /// connection before any byte of an answer goes once more, on a fresh
-    /// connection (the server may have closed it while idle). Anything else
-    /// fails: a POST, PUT, PATCH or DELETE whose request may have reached the
-    /// server is never sent again, whatever the connection, and the message
-    /// says its outcome is unknown.
+    /// The connection broke. A resendable request (GET, HEAD, OPTIONS, or a
+    /// V2 request with an Idempotency-Key) that met a reused connection
+    /// before any byte of an answer goes once more, on a fresh connection
+    /// (the server may have closed it while idle). Anything else fails: a
+    /// POST, PUT, PATCH or DELETE whose request may have reached the server
+    /// is never sent again, whatever the connection, and the message says
+    /// its outcome is unknown.
     private func broken(_ connection: UpstreamConnection, _ exchange: UpstreamExchange, _ why: String) {
-        let method = exchange.request.method
-        let retriable = method == .get || method == .head || method == .options
+        let retriable = exchange.request.resendable
         if connection.reused && !exchange.receivedAny && retriable && !exchange.retried {
             close(connection)
             exchange.retried = true

@@ -49,9 +49,15 @@ public struct UpstreamRequest: Sendable {
     /// can change it alone. No NUL.
     public var firstLine: [UInt8]
     public var body: [UInt8]?
+    /// Whether the request may go once more on a fresh connection when a
+    /// reused one fails before any byte of an answer: GET, HEAD and OPTIONS
+    /// by default; a V2 request with an `Idempotency-Key` too (the API
+    /// deduplicates it). Never a payment call whose outcome is unknown.
+    public var resendable: Bool
 
     public init(method: Method, methodName: String, pathAndQuery: [UInt8], headerLines: [UInt8], firstLine: [UInt8] = [],
                 body: [UInt8]?) {
+        self.resendable = method == .get || method == .head || method == .options
         self.method = method
         self.methodName = methodName
         self.pathAndQuery = pathAndQuery

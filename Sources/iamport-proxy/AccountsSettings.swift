@@ -3,7 +3,9 @@ import Glibc
 #endif
 import Accounts
 import Iamport
+import HTTP1
 import Proxy
+import Server
 import Upstream
 
 /// What the command line, environment and config file resolve to.
@@ -124,33 +126,35 @@ struct AccountsSettings {
         return "account \(account.name): " + parts.joined(separator: ", ")
     }
 
-    /// The single-account settings that serve the file's one account, while
-    /// the proxy serves one V1 account at a time: anything the running proxy
-    /// does not do yet is refused rather than silently ignored.
-    func servedAsSingleAccount() throws -> Settings {
-        let prefix = "\(configFile.setting) '\(configFile.path)'"
-        guard accounts.count == 1, let account = accounts.first else {
-            throw ConfigurationError(
-                "\(prefix): several accounts are not served yet (\(accounts.count) configured: \(accounts.map(\.name).joined(separator: ", "))); `iamport-proxy check` validates the file")
-        }
-        guard account.api == .v1, let apiKey = account.apiKey else {
-            throw ConfigurationError("\(prefix): account '\(account.name)': api: v2 accounts are not served yet")
-        }
-        if account.listen != nil {
-            throw ConfigurationError(
-                "\(prefix): account '\(account.name)': listen: an account's own listener is not served yet; leave it out to serve the account on the shared listener")
-        }
-        if account.tier != nil {
-            throw ConfigurationError("\(prefix): account '\(account.name)': tier: is not served yet")
-        }
-        return Settings(
-            global: global, upstream: account.upstream, caFile: account.caFile, apiKey: apiKey,
-            apiSecret: account.apiSecret, clientToken: account.clientToken,
-            allow: account.allow.rules.map(\.description))
+    func proxyConfiguration() -> ProxyConfiguration {
+        ProxyConfiguration(
+            server: global.serverConfiguration(), upstream: global.upstreamConfiguration(baseURL: Settings.defaultUpstream, caFile: nil),
+            accounts: accounts, loopCount: global.eventLoops)
     }
 }
 
 extension GlobalSettings {
+    func serverConfiguration() -> Server.Configuration {
+        let limits = Limits(maxHeadBytes: maxHeaderBytes, maxBodyBytes: maxBodyBytes)
+        return Server.Configuration(listen: listen, limits: limits, maxConnections: maxConnections)
+    }
+
+    /// The settings that differ from `other` and change only with a restart
+    /// (the listener, the loops, limits, timeouts, logging), by name.
+    func restartOnlyDifferences(from other: GlobalSettings) -> [String] {
+        var names: [String] = []
+        if listen != other.listen { names.append("listen") }
+        if upstreamTimeout != other.upstreamTimeout { names.append("upstream_timeout") }
+        if upstreamIdleTimeout != other.upstreamIdleTimeout { names.append("upstream_idle_timeout") }
+        if maxBodyBytes != other.maxBodyBytes { names.append("max_body_bytes") }
+        if maxHeaderBytes != other.maxHeaderBytes { names.append("max_header_bytes") }
+        if maxConnections != other.maxConnections { names.append("max_connections") }
+        if eventLoops != other.eventLoops { names.append("event_loops") }
+        if logLevel != other.logLevel { names.append("log_level") }
+        if logFormat != other.logFormat { names.append("log_format") }
+        return names
+    }
+
     func upstreamConfiguration(baseURL: String, caFile: String?) -> UpstreamConfiguration {
         UpstreamConfiguration(
             baseURL: baseURL, caFile: caFile, timeoutMilliseconds: Int(upstreamTimeout * 1000),

@@ -4,10 +4,12 @@ import Glibc
 import Accounts
 import ArgumentParser
 import EventLoops
+import FoundationEssentials
 import Iamport
 import Logging
 import Proxy
 import Server
+import Synchronization
 import Upstream
 
 let version = "0.1.0"
@@ -125,18 +127,18 @@ func makeLogger(level: Logger.Level, format: LineLogHandler.Format) -> Logger {
     return logger
 }
 
-/// Runs the proxy until SIGTERM or SIGINT.
+/// Runs the proxy until SIGTERM or SIGINT; SIGHUP reloads.
 func serve(_ options: CommonOptions) throws {
     let env = Environment.current()
-    let settings: Settings
-    switch try Settings.load(options, env: env) {
-    case .single(let single): settings = single
-    case .accounts(let accounts): settings = try accounts.servedAsSingleAccount()
+    let resolved = try Settings.load(options, env: env)
+    let configuration: ProxyConfiguration
+    switch resolved {
+    case .single(let single): configuration = try single.proxyConfiguration()
+    case .accounts(let accounts): configuration = accounts.proxyConfiguration()
     }
-    let configuration = try settings.proxyConfiguration()
     let signals = TerminationSignals.block()
 
-    let logger = makeLogger(level: settings.global.logLevel, format: settings.global.logFormat)
+    let logger = makeLogger(level: resolved.global.logLevel, format: resolved.global.logFormat)
     _ = UpstreamClient.globalInit
     let service: ProxyService
     do {
@@ -153,24 +155,111 @@ func serve(_ options: CommonOptions) throws {
     case .handlersRemoved(let errno):
         logger.warning("cannot re-execute with safe SWIFT_BACKTRACE settings (errno \(errno)): a crash prints no backtrace")
     }
-    if settings.upstream.lowercased().hasPrefix("http://") {
-        logger.warning("the upstream is plain HTTP: use https:// outside tests", metadata: ["upstream": "\(settings.upstream)"])
+    for account in configuration.accounts where account.upstream.lowercased().hasPrefix("http://") {
+        logger.warning("the upstream is plain HTTP: use https:// outside tests", metadata: ["upstream": "\(account.upstream)"])
     }
     // The start and stop lines show at any log level: scripts wait for this one.
     var lifecycle = logger
     lifecycle.logLevel = min(logger.logLevel, .notice)
-    lifecycle.notice("listening on \(service.address)", metadata: [
-        "upstream": "\(settings.upstream)", "version": "\(version)",
-        "client_token": "\(settings.clientToken == nil ? "off" : "on")",
-        "allow_rules": "\(settings.allow.count)", "loops": "\(service.group.loops.count)",
-    ])
+    switch resolved {
+    case .single(let settings):
+        lifecycle.notice("listening on \(service.address)", metadata: [
+            "upstream": "\(settings.upstream)", "version": "\(version)",
+            "client_token": "\(settings.clientToken == nil ? "off" : "on")",
+            "allow_rules": "\(settings.allow.count)", "loops": "\(service.group.loops.count)",
+        ])
+    case .accounts(let settings):
+        let shared = settings.accounts.filter(\.isShared).map(\.name)
+        lifecycle.notice("listening on \(service.address)", metadata: [
+            "accounts": "\(shared.joined(separator: ","))", "version": "\(version)",
+            "loops": "\(service.group.loops.count)",
+        ])
+        for account in settings.accounts {
+            guard let address = service.ownAddresses[account.name] else { continue }
+            lifecycle.notice("listening on \(address) for account \(account.name)", metadata: ["account": "\(account.name)"])
+        }
+    }
     if env[DeliberateCrash.variable] == "1" {
         DeliberateCrash.arm(service.tokens)
     }
-    let received = signals.wait()
+    let reloader = Reloader(options: options, env: env, service: service, logger: lifecycle, initial: resolved.global)
+    var received = signals.wait()
+    while received == SIGHUP {
+        reloader.reload(trigger: "SIGHUP")
+        received = signals.wait()
+    }
     lifecycle.notice("shutting down", metadata: ["signal": "\(received == SIGTERM ? "SIGTERM" : "SIGINT")"])
     let clean = service.shutdown(grace: 10)
     lifecycle.notice("stopped", metadata: ["clean": "\(clean)"])
+}
+
+/// Reads the configuration and secret files again and applies them
+/// (SPEC.md, "Reload without a restart"): a valid new configuration serves
+/// the requests that arrive after it; an invalid one is refused, logged and
+/// counted, and the old one stays.
+final class Reloader: Sendable {
+    let options: CommonOptions
+    let env: [String: String]
+    let service: ProxyService
+    let logger: Logger
+    let initial: GlobalSettings
+    /// One reload at a time (a signal and a file change can coincide).
+    private let running = Mutex<Void>(())
+
+    init(options: CommonOptions, env: [String: String], service: ProxyService, logger: Logger, initial: GlobalSettings) {
+        self.options = options
+        self.env = env
+        self.service = service
+        self.logger = logger
+        self.initial = initial
+    }
+
+    func reload(trigger: String) {
+        running.withLock { _ in
+            let accounts: [AccountConfiguration]
+            let global: GlobalSettings
+            do {
+                switch try Settings.load(options, env: env) {
+                case .single(let settings):
+                    accounts = [try settings.account()]
+                    global = settings.global
+                case .accounts(let settings):
+                    accounts = settings.accounts
+                    global = settings.global
+                }
+            } catch {
+                refused("\(error)", trigger: trigger)
+                return
+            }
+            switch service.reload(accounts) {
+            case .failure(let refusal):
+                refused(refusal.description, trigger: trigger)
+            case .success(let summary):
+                service.metrics.configReload(succeeded: true)
+                var metadata: Logger.Metadata = ["trigger": "\(trigger)"]
+                if !summary.added.isEmpty { metadata["added"] = "\(summary.added.joined(separator: ","))" }
+                if !summary.removed.isEmpty { metadata["removed"] = "\(summary.removed.joined(separator: ","))" }
+                if !summary.newCredentials.isEmpty {
+                    metadata["new_credentials"] = "\(summary.newCredentials.joined(separator: ","))"
+                }
+                if !summary.changed.isEmpty { metadata["changed"] = "\(summary.changed.joined(separator: ","))" }
+                logger.notice(summary.isEmpty ? "configuration reloaded: no change" : "configuration reloaded", metadata: metadata)
+                let restartOnly = global.restartOnlyDifferences(from: initial)
+                if !restartOnly.isEmpty {
+                    logger.warning("these settings change only with a restart; still serving with the old values", metadata: [
+                        "settings": "\(restartOnly.joined(separator: ","))"
+                    ])
+                }
+            }
+        }
+    }
+
+    private func refused(_ why: String, trigger: String) {
+        service.metrics.configReload(succeeded: false)
+        logger.error("configuration reload refused: \(why); the previous configuration stays in force", metadata: [
+            "trigger": "\(trigger)"
+        ])
+    }
 }
 
 struct Check: ParsableCommand {
@@ -194,22 +283,25 @@ struct Check: ParsableCommand {
         }
     }
 
-    /// One line per account: V1 accounts fetch a token; V2 accounts cannot
-    /// be checked yet, which fails the check rather than pass it unchecked.
+    /// One line per account: a V1 account fetches a token; a V2 account
+    /// makes an authenticated read that changes nothing.
     func checkAccounts(_ settings: AccountsSettings) throws {
         var failed: [String] = []
         for account in settings.accounts {
             print(settings.summary(account))
         }
         for account in settings.accounts {
-            guard account.api == .v1, let apiKey = account.apiKey else {
-                print("\(account.name): not checked: checks of v2 accounts are not built yet")
-                failed.append(account.name)
-                continue
-            }
             let upstream = settings.global.upstreamConfiguration(baseURL: account.upstream, caFile: account.caFile)
-            switch TokenCheck.run(upstream: upstream, apiKey: apiKey, apiSecret: account.apiSecret,
-                                  seconds: settings.global.upstreamTimeout + 5) {
+            let seconds = settings.global.upstreamTimeout + 5
+            let outcome: Result<String, RuntimeFailure>
+            switch account.api {
+            case .v1:
+                guard let apiKey = account.apiKey else { continue }
+                outcome = TokenCheck.run(upstream: upstream, apiKey: apiKey, apiSecret: account.apiSecret, seconds: seconds)
+            case .v2:
+                outcome = SecretCheck.run(upstream: upstream, apiSecret: account.apiSecret, seconds: seconds)
+            }
+            switch outcome {
             case .success(let line):
                 print("\(account.name): \(line)")
             case .failure(let failure):
@@ -220,6 +312,64 @@ struct Check: ParsableCommand {
         if !failed.isEmpty {
             throw RuntimeFailure(description: "check failed for \(failed.joined(separator: ", "))")
         }
+    }
+}
+
+/// One exchange on a loop of its own, for `check`.
+enum OneExchange {
+    static func run(upstream configuration: UpstreamConfiguration, _ request: UpstreamRequest,
+                    seconds: Double) -> Result<UpstreamResponse, UpstreamError>? {
+        signal(SIGPIPE, SIG_IGN)
+        _ = UpstreamClient.globalInit
+        guard let group = try? EventLoopGroup(count: 1) else { return .failure(.unreachable("cannot start an event loop")) }
+        let upstream = UpstreamClient(loop: group.loops[0], configuration: configuration)
+        let outcome = Latch<Result<UpstreamResponse, UpstreamError>>()
+        group.loops[0].execute {
+            upstream.send(request) { outcome.set($0) }
+        }
+        let result = outcome.wait(seconds: seconds)
+        let done = Latch<Void>()
+        group.loops[0].execute {
+            upstream.close()
+            done.set()
+        }
+        _ = done.wait(seconds: 5)
+        group.shutdown()
+        return result
+    }
+}
+
+/// A V2 account's check: `GET /payments/<an id no payment has>` with its
+/// secret. Any answer but 401 or 403 shows the API accepted the secret (a
+/// 404 is the expected one); nothing is changed.
+enum SecretCheck {
+    static func run(upstream: UpstreamConfiguration, apiSecret: Secret, seconds: Double) -> Result<String, RuntimeFailure> {
+        var path = Array("/payments/iamport-proxy-check-".utf8)
+        var random = SystemRandomNumberGenerator()
+        path.append(contentsOf: String(random.next() as UInt64, radix: 16).utf8)
+        let request = UpstreamRequest(
+            method: .get, methodName: "GET", pathAndQuery: path, headerLines: Array("Accept: application/json\0".utf8),
+            firstLine: apiSecret.reveal { Array("Authorization: PortOne \($0)".utf8) }, body: nil)
+        switch OneExchange.run(upstream: upstream, request, seconds: seconds) {
+        case nil:
+            return .failure(RuntimeFailure(description: "no answer from the API in time"))
+        case .failure(let error):
+            return .failure(RuntimeFailure(description: error.message))
+        case .success(let answer) where answer.status == 401 || answer.status == 403:
+            let message = v2Message(answer.body) ?? "HTTP \(answer.status)"
+            let clean = apiSecret.reveal { message.replacing($0, with: "<redacted>") }
+            return .failure(RuntimeFailure(description: "the API refused the secret (HTTP \(answer.status)): \(clean)"))
+        case .success(let answer) where answer.status >= 500:
+            return .failure(RuntimeFailure(description: "the API answered HTTP \(answer.status)"))
+        case .success(let answer):
+            return .success("ok: the API accepted the secret (an authenticated read answered HTTP \(answer.status))")
+        }
+    }
+
+    /// `message` of a V2 error answer, if it is one.
+    static func v2Message(_ body: [UInt8]) -> String? {
+        struct V2Error: Decodable { var message: String? }
+        return (try? JSONDecoder().decode(V2Error.self, from: Data(body)))?.message
     }
 }
 

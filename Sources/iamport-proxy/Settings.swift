@@ -205,6 +205,13 @@ struct Settings {
         return settings
     }
 
+    /// The one account these settings describe, as a reload applies it.
+    func account() throws -> AccountConfiguration {
+        AccountConfiguration(
+            name: "default", api: .v1, upstream: UpstreamConfiguration(baseURL: upstream).baseURL, caFile: caFile,
+            apiKey: apiKey, apiSecret: apiSecret, clientToken: clientToken, allow: try AllowList(allow))
+    }
+
     static func validateUpstream(_ url: String) throws {
         if let problem = UpstreamURL.problem(url) {
             throw ConfigurationError("IAMPORT_PROXY_UPSTREAM / --upstream: \(problem)")
@@ -236,8 +243,7 @@ struct Settings {
     }
 
     func proxyConfiguration() throws -> ProxyConfiguration {
-        let limits = Limits(maxHeadBytes: global.maxHeaderBytes, maxBodyBytes: global.maxBodyBytes)
-        let server = Server.Configuration(listen: global.listen, limits: limits, maxConnections: global.maxConnections)
+        let server = global.serverConfiguration()
         var upstreamConfiguration = global.upstreamConfiguration(baseURL: upstream, caFile: caFile)
         if let age = testLibcurlMaxAge { upstreamConfiguration.libcurlMaxConnectionAgeSeconds = age }
         return ProxyConfiguration(

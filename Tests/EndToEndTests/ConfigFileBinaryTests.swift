@@ -4,7 +4,7 @@ import TestSupport
 import Testing
 
 /// `--config` through the real binary: conflicts with the single-account
-/// settings, precedence over the file, what is and is not served yet.
+/// settings, precedence over the file, several accounts served, `check`.
 @Suite(.serialized) final class ConfigFileBinaryTests {
     let dir = Paths.temporaryDirectory()
 
@@ -114,21 +114,65 @@ import Testing
         #expect(proxy.stop() == 0)
     }
 
-    @Test func severalAccountsAreNotServedYet() throws {
-        let path = try file(Self.oneAccount + """
-
+    /// A V1 and a V2 account on the shared listener, told apart by their
+    /// client tokens (from files), and a V2 account on its own listener.
+    @Test func severalAccountsV1AndV2AreServed() throws {
+        let v1 = FakeIamport(configuration: .init(apiKey: BinaryHarness.apiKey, apiSecret: BinaryHarness.apiSecret))
+        let v1Port = try v1.start().port
+        defer { v1.stop() }
+        let v2 = FakePortOneV2(configuration: .init(apiSecret: "v2-secret-e2e-31"))
+        let v2Port = try v2.start().port
+        defer { v2.stop() }
+        for (name, value) in [("a-client", "client-a-e2e"), ("b-client", "client-b-e2e"), ("b-secret", "v2-secret-e2e-31")] {
+            try (value + "\n").write(toFile: dir + "/" + name, atomically: true, encoding: .utf8)
+        }
+        let path = try file("""
+            accounts:
+              - name: shop-a
+                api: v1
+                api_key: \(BinaryHarness.apiKey)
+                api_secret_env: SHOP_A_SECRET
+                client_token_file: \(dir)/a-client
+                upstream: http://127.0.0.1:\(v1Port)
               - name: shop-b
                 api: v2
-                api_secret_env: SHOP_A_SECRET
+                api_secret_file: \(dir)/b-secret
+                client_token_file: \(dir)/b-client
+                upstream: http://127.0.0.1:\(v2Port)
+              - name: shop-c
+                api: v2
+                api_secret_file: \(dir)/b-secret
+                upstream: http://127.0.0.1:\(v2Port)
                 listen: 127.0.0.1:0
             """)
-        let (status, output) = try runBinary(["--config", path, "--listen", "127.0.0.1:0"], environment: credentials)
-        #expect(status == 2)
-        #expect(output.contains("several accounts are not served yet (2 configured: shop-a, shop-b)"), "\(output)")
-        let v2 = try file("accounts: [{name: b, api: v2, api_secret_env: SHOP_A_SECRET}]")
-        let (v2Status, v2Output) = try runBinary(["--config", v2], environment: credentials)
-        #expect(v2Status == 2)
-        #expect(v2Output.contains("account 'b': api: v2 accounts are not served yet"), "\(v2Output)")
+        let proxy = try ProcessRunner(
+            Paths.executable("iamport-proxy"), arguments: ["--config", path, "--listen", "127.0.0.1:0"],
+            environment: ["SHOP_A_SECRET": BinaryHarness.apiSecret])
+        defer { _ = proxy.stop() }
+        guard let port = proxy.listeningPort(), proxy.waitFor("for account shop-c") else {
+            Issue.record("did not start: \(proxy.text)")
+            return
+        }
+        let ownLine = try #require(proxy.text.components(separatedBy: "\n").first { $0.contains("for account shop-c") })
+        let ownPort = try #require(Int(ownLine.components(separatedBy: "listening on ")[1].split(separator: " ")[0].split(separator: ":").last!))
+        let a = try HTTPTestClient.get(port: port, "/payments/imp_1", headers: ["Authorization": "Bearer client-a-e2e"])
+        #expect(a.status == 200, "\(a)")
+        let b = try HTTPTestClient.get(port: port, "/payments/pay-1", headers: ["Authorization": "PortOne client-b-e2e"])
+        #expect(b.status == 200, "\(b)")
+        #expect(b.json?["id"] as? String == "pay-1", "\(b)")
+        let none = try HTTPTestClient.get(port: port, "/payments/pay-1")
+        #expect(none.status == 401)
+        #expect(none.json?["code"] as? Int == -1)
+        let c = try HTTPTestClient.get(port: ownPort, "/payments/pay-2")
+        #expect(c.status == 200, "\(c)")
+        let login = try HTTPTestClient.post(port: ownPort, "/login/api-secret", json: #"{"apiSecret":"x"}"#)
+        #expect(login.status == 403)
+        #expect(login.json?["type"] as? String == "FORBIDDEN")
+        #expect(v2.arrivals(method: "POST", path: "/login/api-secret") == 0)
+        let ready = try HTTPTestClient.get(port: ownPort, "/_proxy/readyz")
+        #expect(ready.status == 200, "\(ready)")
+        #expect(proxy.stop() == 0)
+        #expect(!proxy.text.contains("v2-secret-e2e-31") && !proxy.text.contains("client-b-e2e"))
     }
 
     @Test func checkPrintsEveryAccountAndFetchesATokenForEachV1Account() throws {
@@ -160,10 +204,25 @@ import Testing
         #expect(output.contains("shop-a: ok: a token was issued"), "\(output)")
         #expect(output.contains("shop-b: ok: a token was issued"), "\(output)")
         #expect(!output.contains(BinaryHarness.apiSecret))
-        // A V2 account cannot be checked yet: the check fails rather than pass it unchecked.
-        let v2 = try file("accounts: [{name: b, api: v2, api_secret_env: SHOP_SECRET}]")
-        let (v2Status, v2Output) = try runBinary(["check", "--config", v2], environment: ["SHOP_SECRET": "s"])
-        #expect(v2Status == 1, "\(v2Output)")
-        #expect(v2Output.contains("b: not checked: checks of v2 accounts are not built yet"), "\(v2Output)")
+    }
+
+    /// A V2 account's check is an authenticated read: it passes with the
+    /// right secret and fails, naming the account, with a wrong one.
+    @Test func checkReadsWithEachV2AccountsSecret() throws {
+        let v2 = FakePortOneV2(configuration: .init(apiSecret: "v2-check-secret"))
+        let v2Port = try v2.start().port
+        defer { v2.stop() }
+        let path = try file("""
+            accounts:
+              - {name: good, api: v2, api_secret_env: GOOD, upstream: "http://127.0.0.1:\(v2Port)"}
+              - {name: bad, api: v2, api_secret_env: BAD, upstream: "http://127.0.0.1:\(v2Port)", listen: "127.0.0.1:0"}
+            """)
+        let (status, output) = try runBinary(["check", "--config", path], environment: ["GOOD": "v2-check-secret", "BAD": "wrong-one"])
+        #expect(status == 1, "\(output)")
+        #expect(output.contains("good: ok: the API accepted the secret"), "\(output)")
+        #expect(output.contains("bad: check failed: the API refused the secret (HTTP 401)"), "\(output)")
+        #expect(output.contains("check failed for bad"), "\(output)")
+        #expect(!output.contains("wrong-one") && !output.contains("v2-check-secret"))
+        #expect(v2.recorded.allSatisfy { $0.method == "GET" })
     }
 }

@@ -78,7 +78,12 @@ public final class ProxyHandler: HTTPHandler {
     }
 
     func route(_ head: RequestHead, _ routing: Routing) -> Route {
-        let shape = routing.shape(of: listener)
+        // Refusals before the account is known still take the shape of the
+        // account the request names, when it names one.
+        var shape: AccountAPI {
+            if let account = routing.select(head, on: listener), account.admits(head) { return account.api }
+            return routing.shape(of: listener)
+        }
         if case .absolute(let authority, _) = head.targetForm {
             // Only an upstream itself may be named (as a client configured to
             // use the proxy as an HTTP proxy would): anything else is another host.

@@ -188,6 +188,24 @@ public struct ConfigFile: Sendable {
     }
 }
 
+extension ConfigFile {
+    /// The account keys that name a file the proxy reads (secrets, CA bundle).
+    public static let fileKeys = ["api_key_file", "api_secret_file", "client_token_file", "upstream_ca_file"]
+
+    /// Every path the configuration depends on, for the reload watcher: the
+    /// config file, then each file its accounts name, once, in file order.
+    /// Pure: nothing is read or resolved (a relative path stays relative).
+    public func watchedPaths(configPath: String) -> [String] {
+        var paths = [configPath]
+        for entry in accounts {
+            for key in Self.fileKeys {
+                if let path = entry.values[key]?.text, !paths.contains(path) { paths.append(path) }
+            }
+        }
+        return paths
+    }
+}
+
 /// `[a-z0-9-]{1,32}`: safe in logs, metric labels and URLs as it is.
 public enum AccountName {
     public static func isValid(_ name: String) -> Bool {

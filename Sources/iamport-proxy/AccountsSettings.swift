@@ -21,6 +21,23 @@ enum ResolvedSettings {
         case .accounts(let settings): settings.global
         }
     }
+
+    /// Every file the configuration was read from, for the reload on a
+    /// change: the config file and the files it names, or the single
+    /// account's secret and CA files.
+    func watchedPaths(_ flags: CommonOptions, env: [String: String]) -> [String] {
+        switch self {
+        case .accounts(let settings):
+            return settings.configFile.file.watchedPaths(configPath: settings.configFile.path)
+        case .single:
+            let named: [String?] = [
+                flags.apiKeyFile ?? env["IAMPORT_API_KEY_FILE"], flags.apiSecretFile ?? env["IAMPORT_API_SECRET_FILE"],
+                flags.clientTokenFile ?? env["IAMPORT_PROXY_CLIENT_TOKEN_FILE"],
+                flags.upstreamCAFile ?? env["IAMPORT_PROXY_UPSTREAM_CA_FILE"],
+            ]
+            return named.compactMap { $0 }.filter { !$0.isEmpty }
+        }
+    }
 }
 
 /// The config file named by `--config` or IAMPORT_PROXY_CONFIG, parsed.

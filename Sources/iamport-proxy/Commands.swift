@@ -183,6 +183,12 @@ func serve(_ options: CommonOptions) throws {
         DeliberateCrash.arm(service.tokens)
     }
     let reloader = Reloader(options: options, env: env, service: service, logger: lifecycle, initial: resolved.global)
+    let watcher = ConfigWatcher(paths: resolved.watchedPaths(options, env: env)) { changed in
+        reloader.reload(trigger: "file change (\(changed.joined(separator: ", ")))")
+    }
+    reloader.watch(with: watcher)
+    watcher.start()
+    defer { watcher.stop() }
     var received = signals.wait()
     while received == SIGHUP {
         reloader.reload(trigger: "SIGHUP")
@@ -205,6 +211,12 @@ final class Reloader: Sendable {
     let initial: GlobalSettings
     /// One reload at a time (a signal and a file change can coincide).
     private let running = Mutex<Void>(())
+    /// Told which files the configuration reads after each reload.
+    private let watcher = Mutex<ConfigWatcher?>(nil)
+
+    func watch(with watcher: ConfigWatcher) {
+        self.watcher.withLock { $0 = watcher }
+    }
 
     init(options: CommonOptions, env: [String: String], service: ProxyService, logger: Logger, initial: GlobalSettings) {
         self.options = options
@@ -219,7 +231,11 @@ final class Reloader: Sendable {
             let accounts: [AccountConfiguration]
             let global: GlobalSettings
             do {
-                switch try Settings.load(options, env: env) {
+                let resolved = try Settings.load(options, env: env)
+                // A new file may name other secret files: watch those from now on.
+                let paths = resolved.watchedPaths(options, env: env)
+                watcher.withLock { $0?.replacePaths(paths) }
+                switch resolved {
                 case .single(let settings):
                     accounts = [try settings.account()]
                     global = settings.global

@@ -2,7 +2,7 @@
 // pieces (the first input byte picks the split), then the chunked decoder on
 // what follows the head; the same bytes as an upstream's answer head; and as
 // a getToken answer, and a request path for the path canonicaliser. Built by
-// scripts/fuzz.sh with -sanitize=fuzzer,address together with Sources/HTTP1
+// Tests/Fuzz/fuzz.sh with -sanitize=fuzzer,address together with Sources/HTTP1
 // and the pure token files of Sources/Iamport (TokenAnswer, Token, Secret);
 // any crash, overflow or broken invariant traps.
 

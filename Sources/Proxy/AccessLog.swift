@@ -1,3 +1,4 @@
+import HTTP1
 import Logging
 
 /// One answered request, as the access log tells it. Byte fields are the
@@ -163,23 +164,14 @@ private struct LineWriter {
 
     /// A value from the network or from text: escaped in JSON, quoted in
     /// text when it is empty or holds a space, a quote or a control
-    /// character; bytes that are not UTF-8 become U+FFFD, as in a `String`.
+    /// character; bytes that are not UTF-8 become U+FFFD, as in a `String`
+    /// (HTTP1's writer does both, without making one).
     func field<Bytes: Collection<UInt8>>(_ name: StaticString, bytes: Bytes, _ out: inout ByteCursor) {
         key(name, &out)
-        if bytes.contains(where: { $0 >= 0x80 }) {
-            // Rare (a parsed target is ASCII): let String replace what is not UTF-8.
-            let text = String(decoding: bytes, as: UTF8.self)
-            putValue(text.utf8, &out)
-        } else {
-            putValue(bytes, &out)
-        }
-    }
-
-    private func putValue<Bytes: Collection<UInt8>>(_ bytes: Bytes, _ out: inout ByteCursor) {
         if format == .text && !bytes.isEmpty && !bytes.contains(where: { $0 == 0x20 || $0 == 0x22 || $0 < 0x20 }) {
-            out.put(bytes)
+            appendRepairedUTF8(utf8: bytes, to: &out)
         } else {
-            out.putJSONString(utf8: bytes)
+            appendJSONString(utf8: bytes, to: &out)
         }
     }
 

@@ -16,7 +16,7 @@ if ! swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name HTTP1Fuzz
     cat "$out/build.log"
     exit 1
 fi
-echo "fuzzing the HTTP1 parsers (request and answer heads), chunked decoder, path canonicaliser and getToken answer decoder for ${seconds}s"
+echo "fuzzing the HTTP1 parsers (request and answer heads), chunked decoder, path canonicaliser, getToken answer decoder and JSON string writer for ${seconds}s"
 "$out/http1-fuzz" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
     -artifact_prefix="$out/" "$out/corpus" "$seeds" >"$out/run.log" 2>&1
 status=$?

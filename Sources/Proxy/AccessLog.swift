@@ -168,10 +168,26 @@ private struct LineWriter {
     /// (HTTP1's writer does both, without making one).
     func field<Bytes: Collection<UInt8>>(_ name: StaticString, bytes: Bytes, _ out: inout ByteCursor) {
         key(name, &out)
-        if format == .text && !bytes.isEmpty && !bytes.contains(where: { $0 == 0x20 || $0 == 0x22 || $0 < 0x20 }) {
-            appendRepairedUTF8(utf8: bytes, to: &out)
-        } else {
+        guard format == .text else {
             appendJSONString(utf8: bytes, to: &out)
+            return
+        }
+        // One pass over the value decides (the usual one, plain ASCII, is then a copy).
+        var quoted = bytes.isEmpty
+        var ascii = true
+        for b in bytes {
+            if b <= 0x20 || b == 0x22 {
+                quoted = true
+                break
+            }
+            if b >= 0x80 { ascii = false }
+        }
+        if quoted {
+            appendJSONString(utf8: bytes, to: &out)
+        } else if ascii {
+            out.put(bytes)
+        } else {
+            appendRepairedUTF8(utf8: bytes, to: &out)
         }
     }
 

@@ -10,7 +10,7 @@ FUZZ_SECONDS ?= 60
 all: build
 
 deps:
-	@scripts/install-deps.sh
+	@.ci/install-deps.sh
 
 build: deps
 	$(SWIFT) build
@@ -27,40 +27,40 @@ test: deps build
 	$(SWIFT) build -c release --static-swift-stdlib --product iamport-proxy
 	$(MAKE) --no-print-directory test-py
 
-$(VENV)/ready: tests/requirements.txt
+$(VENV)/ready: Tests/Python/requirements.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q -r tests/requirements.txt
+	$(VENV)/bin/pip install -q -r Tests/Python/requirements.txt
 	touch $@
 
 # The real Python SDK against the binaries, and the Docker files' checks.
 test-py: $(VENV)/ready
-	$(VENV)/bin/python -m pytest -q tests
+	$(VENV)/bin/python -m pytest -q Tests/Python
 
 demo: build
-	@scripts/demo.sh
+	@.ci/demo.sh
 
 # Runs the proxy for real: IAMPORT_API_KEY and IAMPORT_API_SECRET must be set.
 run: release
 	.build/release/iamport-proxy
 
 fuzz: deps
-	scripts/fuzz.sh $(FUZZ_SECONDS)
+	Tests/Fuzz/fuzz.sh $(FUZZ_SECONDS)
 
 fuzz-ci: deps
-	scripts/fuzz.sh 20
+	Tests/Fuzz/fuzz.sh 20
 
 # iamport-proxy (default settings) beside nginx and HAProxy, GET and POST, as
 # ratios over interleaved rounds; BENCH_BASELINE=/path/to/old/iamport-proxy adds a
 # before; BENCH_SECONDS=2 BENCH_ROUNDS=2 make bench for a quick run.
 bench:
-	WITH_BENCH=1 scripts/install-deps.sh
-	scripts/bench.sh
+	WITH_BENCH=1 .ci/install-deps.sh
+	Tests/Bench/bench.sh
 
 # Minutes of load, then a burst of new connections; exits 1 when a target
 # is missed. SOAK_PHASE1=20 SOAK_PHASE2=10 make soak for a quick run.
 soak:
-	WITH_BENCH=1 scripts/install-deps.sh
-	scripts/soak.sh
+	WITH_BENCH=1 .ci/install-deps.sh
+	Tests/Bench/soak.sh
 
 clean:
-	rm -rf .build .build-* $(VENV) fuzz-build
+	rm -rf .build .build-* $(VENV)

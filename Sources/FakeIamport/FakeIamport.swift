@@ -489,17 +489,12 @@ public final class FakeIamport: HTTPHandler {
         0x32, 0xa8, 0x05, 0x00, 0x97, 0x4e, 0x2d, 0x5c, 0x0a, 0x00, 0x00, 0x00,
     ]
 
+    /// `text` escaped for the inside of a JSON string (HTTP1's writer).
     static func escape(_ text: String) -> String {
-        var out = ""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count)
+        appendJSONEscaped(utf8: text.utf8, to: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// A string field of a small JSON or form-encoded body (enough for the fake).

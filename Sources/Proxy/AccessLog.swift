@@ -1,3 +1,4 @@
+import HTTP1
 import Logging
 
 /// One answered request, as the access log tells it. Byte fields are the
@@ -163,23 +164,30 @@ private struct LineWriter {
 
     /// A value from the network or from text: escaped in JSON, quoted in
     /// text when it is empty or holds a space, a quote or a control
-    /// character; bytes that are not UTF-8 become U+FFFD, as in a `String`.
+    /// character; bytes that are not UTF-8 become U+FFFD, as in a `String`
+    /// (HTTP1's writer does both, without making one).
     func field<Bytes: Collection<UInt8>>(_ name: StaticString, bytes: Bytes, _ out: inout ByteCursor) {
         key(name, &out)
-        if bytes.contains(where: { $0 >= 0x80 }) {
-            // Rare (a parsed target is ASCII): let String replace what is not UTF-8.
-            let text = String(decoding: bytes, as: UTF8.self)
-            putValue(text.utf8, &out)
-        } else {
-            putValue(bytes, &out)
+        guard format == .text else {
+            appendJSONString(utf8: bytes, to: &out)
+            return
         }
-    }
-
-    private func putValue<Bytes: Collection<UInt8>>(_ bytes: Bytes, _ out: inout ByteCursor) {
-        if format == .text && !bytes.isEmpty && !bytes.contains(where: { $0 == 0x20 || $0 == 0x22 || $0 < 0x20 }) {
+        // One pass over the value decides (the usual one, plain ASCII, is then a copy).
+        var quoted = bytes.isEmpty
+        var ascii = true
+        for b in bytes {
+            if b <= 0x20 || b == 0x22 {
+                quoted = true
+                break
+            }
+            if b >= 0x80 { ascii = false }
+        }
+        if quoted {
+            appendJSONString(utf8: bytes, to: &out)
+        } else if ascii {
             out.put(bytes)
         } else {
-            out.putJSONString(utf8: bytes)
+            appendRepairedUTF8(utf8: bytes, to: &out)
         }
     }
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import EventLoops
+import HTTP1
 import Logging
 import Synchronization
 

@@ -102,22 +102,3 @@ func v2ErrorBody(type: String, _ message: String) -> [UInt8] {
 
 /// Lower-case hex digits, made once.
 let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
-
-func appendJSONString(_ text: String, to out: inout [UInt8]) {
-    out.append(UInt8(ascii: "\""))
-    for b in text.utf8 {
-        switch b {
-        case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
-        case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)
-        case 0x0A: out.append(contentsOf: #"\n"#.utf8)
-        case 0x0D: out.append(contentsOf: #"\r"#.utf8)
-        case 0x09: out.append(contentsOf: #"\t"#.utf8)
-        case 0..<0x20:
-            out.append(contentsOf: #"\u00"#.utf8)
-            out.append(hexDigits[Int(b >> 4)])
-            out.append(hexDigits[Int(b & 0xF)])
-        default: out.append(b)
-        }
-    }
-    out.append(UInt8(ascii: "\""))
-}

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# make bench: release build, then bench/bench.py (nginx, HAProxy, wrk from Debian).
+# make bench: release build, then Tests/Bench/bench.py (nginx, HAProxy, wrk from Debian).
 # BENCH_SECONDS and BENCH_ROUNDS shorten a run (defaults 4 s and 4 rounds, about
 # 10 minutes, 13 with a baseline); BENCH_BASELINE=/path/to/old/iamport-proxy measures
 # a second binary in the same run, interleaved with this tree's.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 swift build -c release --static-swift-stdlib --product iamport-proxy
-exec python3 bench/bench.py "$@"
+exec python3 Tests/Bench/bench.py "$@"

@@ -40,7 +40,7 @@ import datetime
 
 from bench import BINARY, TOKEN_BODY, free_port, payment_json, rss_kib, to_ms, wait_port
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def setting(name, default):

@@ -12,7 +12,7 @@ no session cache: the cost of a full handshake). Growth: a kept-alive
 upstream and wrk at more and more client connections, so that the pool
 opens connections only as concurrency passes its last peak.
 
-    python3 bench/tls_resumption.py --binary before=/path/a --binary after=/path/b
+    python3 Tests/Bench/tls_resumption.py --binary before=/path/a --binary after=/path/b
 
 Everything listens on 127.0.0.1; every process started here is stopped.
 """
@@ -165,7 +165,7 @@ def main():
     args = parser.parse_args()
     for tool in ["nginx", "openssl", "wrk"]:
         if not shutil.which(tool):
-            sys.exit(f"{tool} is missing (WITH_BENCH=1 scripts/install-deps.sh)")
+            sys.exit(f"{tool} is missing (WITH_BENCH=1 .ci/install-deps.sh)")
     work = tempfile.mkdtemp(prefix="tls-resumption-")
     procs = []
     try:

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import yaml
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 DOCKER = os.path.join(ROOT, "Docker")
 RELEASE = os.path.join(ROOT, ".build", "release", "iamport-proxy")
 BASE_IMAGE_PACKAGES = {"libc6"}  # in every Debian image

@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 BIN = os.environ.get("IAMPORT_PROXY_BUILD_DIR", os.path.join(ROOT, ".build", "debug"))
 API_KEY = "sdk-test-key"
 API_SECRET = "sdk-test-secret-5e1f"

@@ -10,7 +10,7 @@ in time; every process started here is stopped at the end.
 Upstreams: nginx serving an iamport-sized payment answer to GET and POST
 alike, and /users/getToken, plain and TLS (a CA made on the spot), and a
 HAProxy Lua service that answers after 20 ms. Requests: GET /payments/imp_bench
-and POST /payments/cancel with a small JSON body (bench/post.lua). Each cell
+and POST /payments/cancel with a small JSON body (Tests/Bench/post.lua). Each cell
 (request, upstream, connections) runs every contender back to back in a
 shuffled order, and rounds repeat the cells: a contender is compared with
 nginx in the same round, so a noisy machine shows as spread in the ratios
@@ -31,9 +31,9 @@ import tempfile
 import time
 import urllib.request
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BINARY = os.path.join(ROOT, ".build", "release", "iamport-proxy")
-POST_SCRIPT = os.path.join(ROOT, "bench", "post.lua")
+POST_SCRIPT = os.path.join(ROOT, "Tests", "Bench", "post.lua")
 HAPROXY_DEFAULTS = """defaults
     mode http
     timeout client 30s
@@ -189,7 +189,7 @@ def main():
                         help="the iamport-proxy binary under test (BENCH_BINARY; default: this tree's release build)")
     parser.add_argument("--baseline", default=os.environ.get("BENCH_BASELINE") or None,
                         help="a second iamport-proxy binary measured in the same run (BENCH_BASELINE)")
-    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.md"))
+    parser.add_argument("--out", default=os.path.join(ROOT, "Tests", "Bench", "results", "latest.md"))
     args = parser.parse_args()
     if args.seconds < 1 or args.rounds < 1:
         sys.exit("--seconds and --rounds must be at least 1")
@@ -250,7 +250,7 @@ http {{
 global
     nbthread 1
     maxconn 8000
-    lua-load {ROOT}/bench/delay.lua
+    lua-load {ROOT}/Tests/Bench/delay.lua
 {HAPROXY_DEFAULTS}frontend slow
     bind 127.0.0.1:{p['up_slow']}
     http-request use-service lua.slow

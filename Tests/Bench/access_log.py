@@ -5,7 +5,7 @@ in front of the same fast local upstream (nginx answering an iamport-sized
 payment from memory), driven by wrk at 1 and 64 connections. Rows are
 shuffled within a round and rounds repeated; compare within one run only.
 
-    python3 bench/access_log.py [--binary NAME=PATH ...] [--seconds 5] [--rounds 4]
+    python3 Tests/Bench/access_log.py [--binary NAME=PATH ...] [--seconds 5] [--rounds 4]
 
 Several binaries (say, before and after a change) run side by side, each
 with the log on and off, so that their ratios come from the same run; the
@@ -51,7 +51,7 @@ def main():
     binaries = [b.split("=", 1) for b in args.binary] or [["release", BINARY]]
     for tool in ["nginx", "wrk"]:
         if not shutil.which(tool):
-            sys.exit(f"{tool} is missing (WITH_BENCH=1 scripts/install-deps.sh installs it)")
+            sys.exit(f"{tool} is missing (WITH_BENCH=1 .ci/install-deps.sh installs it)")
     work = tempfile.mkdtemp(prefix="iamport-proxy-alog-")
     procs = Started()
     try:

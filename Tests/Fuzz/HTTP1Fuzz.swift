@@ -1,8 +1,9 @@
 // libFuzzer target for the HTTP1 module: the request head parser fed in two
 // pieces (the first input byte picks the split), then the chunked decoder on
 // what follows the head; the same bytes as an upstream's answer head; and as
-// a getToken answer, and a request path for the path canonicaliser. Built by
-// scripts/fuzz.sh with -sanitize=fuzzer,address together with Sources/HTTP1
+// a getToken answer, a request path for the path canonicaliser, and a JSON
+// string for the JSON writer. Built by
+// Tests/Fuzz/fuzz.sh with -sanitize=fuzzer,address together with Sources/HTTP1
 // and the pure token files of Sources/Iamport (TokenAnswer, Token, Secret);
 // any crash, overflow or broken invariant traps.
 
@@ -14,6 +15,7 @@ public func fuzzHTTP1(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     checkAnswerHead(input)
     checkTokenAnswer(input)
     checkCanonicalPath(input)
+    checkJSONString(input)
     let limits = Limits(maxHeadBytes: 2048, maxRequestLineBytes: 512, maxHeaderCount: 20, maxBodyBytes: 4096,
                         maxChunkOverheadBytes: 512)
     var parser = HeadParser(limits: limits)
@@ -85,6 +87,26 @@ func checkTokenAnswer(_ input: [UInt8]) {
     case .failure(let error):
         precondition(!error.message.isEmpty)
     }
+}
+
+/// The JSON string writer: valid UTF-8 out, no control byte, no quote but
+/// the two (each inner one escaped), at most 6 bytes per byte in, and bytes
+/// that are not UTF-8 repaired exactly as `String` repairs them.
+func checkJSONString(_ input: [UInt8]) {
+    var out: [UInt8] = []
+    appendJSONString(utf8: input, to: &out)
+    precondition(out.count >= 2 && out.count <= 6 * input.count + 2)
+    precondition(String(validating: out, as: UTF8.self) != nil, "not UTF-8")
+    precondition(!out.contains { $0 < 0x20 }, "a control byte")
+    var escaped = false
+    for b in out.dropFirst().dropLast() {
+        precondition(escaped || b != UInt8(ascii: "\""), "an unescaped quote")
+        escaped = !escaped && b == UInt8(ascii: "\\")
+    }
+    precondition(!escaped, "a dangling backslash")
+    var repaired: [UInt8] = []
+    appendRepairedUTF8(utf8: input, to: &repaired)
+    precondition(repaired == Array(String(decoding: input, as: UTF8.self).utf8), "repaired unlike String")
 }
 
 /// The path canonicaliser: an accepted path's canonical form is canonical

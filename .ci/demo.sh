@@ -2,6 +2,7 @@
 # make demo: the fake iamport API and the proxy on 127.0.0.1, one call through
 # them, and what the proxy did with the token. Stops both at the end.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 bin=.build/debug
 work=$(mktemp -d)
 cleanup() {

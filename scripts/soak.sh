@@ -1,8 +1,0 @@
-#!/usr/bin/env bash
-# make soak: release build, then bench/soak.py (nginx and wrk from Debian).
-# SOAK_PHASE1=20 SOAK_PHASE2=10 make soak for a quick run; bench/soak.py
-# lists the other settings.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-swift build -c release --static-swift-stdlib --product iamport-proxy
-exec python3 bench/soak.py "$@"

@@ -134,6 +134,8 @@ import Testing
                 api_secret_env: SHOP_A_SECRET
                 client_token_file: \(dir)/a-client
                 upstream: http://127.0.0.1:\(v1Port)
+                allow: ["GET /payments/*"]
+                tier: T1
               - name: shop-b
                 api: v2
                 api_secret_file: \(dir)/b-secret
@@ -171,7 +173,21 @@ import Testing
         #expect(v2.arrivals(method: "POST", path: "/login/api-secret") == 0)
         let ready = try HTTPTestClient.get(port: ownPort, "/_proxy/readyz")
         #expect(ready.status == 200, "\(ready)")
+        #expect(Set((ready.json?["accounts"] as? [String: Any] ?? [:]).keys) == ["shop-a", "shop-b", "shop-c"], "\(ready)")
+        let one = try HTTPTestClient.get(port: port, "/_proxy/readyz?account=shop-a")
+        #expect(Set((one.json?["accounts"] as? [String: Any] ?? [:]).keys) == ["shop-a"], "\(one)")
+        // shop-a's tier and allow list.
+        #expect(v1.recorded.last { $0.target == "/payments/imp_1" }?.header("Tier") == "T1")
+        let refused = try HTTPTestClient.post(
+            port: port, "/payments/cancel", json: "{}", headers: ["Authorization": "Bearer client-a-e2e"])
+        #expect(refused.status == 403)
+        #expect(refused.json?["code"] as? Int == -1)
+        let metrics = try HTTPTestClient.get(port: port, "/_proxy/metrics").text
+        #expect(metrics.contains(#"iamport_proxy_requests_total{status="200",method="GET",account="shop-b"}"#), "\(metrics)")
+        #expect(metrics.contains(#"iamport_proxy_token_valid{account="shop-a"} 1"#), "\(metrics)")
         #expect(proxy.stop() == 0)
+        // The access lines (written at shutdown at the latest) name the account.
+        #expect(proxy.text.contains("account=shop-b method=GET path=/payments/pay-1"), "\(proxy.text)")
         #expect(!proxy.text.contains("v2-secret-e2e-31") && !proxy.text.contains("client-b-e2e"))
     }
 

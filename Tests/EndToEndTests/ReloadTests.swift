@@ -12,7 +12,24 @@ import Testing
 
     deinit { try? FileManager.default.removeItem(atPath: dir) }
 
-    enum Trigger: String, CaseIterable, Sendable { case sighup, fileChange }
+    /// SIGHUP; a secret file replaced by rename, no signal; a Kubernetes
+    /// secret volume updated (its `..data` symlink swapped), no signal.
+    enum Trigger: String, CaseIterable, Sendable { case sighup, fileChange, kubernetesSwap }
+
+    /// A Kubernetes secret volume: `name -> ..data/name`, `..data -> ..<version>`.
+    func kubernetesVolume(_ files: [String: String], version: String) throws {
+        let volume = dir + "/volume"
+        try FileManager.default.createDirectory(atPath: volume + "/.." + version, withIntermediateDirectories: true)
+        for (name, value) in files {
+            try value.write(toFile: volume + "/.." + version + "/" + name, atomically: false, encoding: .utf8)
+        }
+        let link = volume + "/..data_tmp"
+        unlink(link)
+        guard symlink(".." + version, link) == 0, rename(link, volume + "/..data") == 0 else { throw POSIXError(.EIO) }
+        for name in files.keys where !FileManager.default.fileExists(atPath: volume + "/" + name) {
+            guard symlink("..data/" + name, volume + "/" + name) == 0 else { throw POSIXError(.EIO) }
+        }
+    }
 
     /// Replaces a file the way secret managers do: a new file renamed over it.
     func write(_ name: String, _ value: String) throws {
@@ -90,8 +107,14 @@ import Testing
         let v2 = FakePortOneV2(configuration: .init(apiSecret: "v2-old-secret"))
         let v2Port = try v2.start().port
         defer { v2.stop() }
-        try write("a-secret", "v1-old-secret\n")
-        try write("b-secret", "v2-old-secret\n")
+        // Where the secrets are: plain files, or a Kubernetes secret volume.
+        let secrets = trigger == .kubernetesSwap ? dir + "/volume" : dir
+        if trigger == .kubernetesSwap {
+            try kubernetesVolume(["a-secret": "v1-old-secret\n", "b-secret": "v2-old-secret\n"], version: "2026_12_02_old")
+        } else {
+            try write("a-secret", "v1-old-secret\n")
+            try write("b-secret", "v2-old-secret\n")
+        }
         try write("a-client", "client-a-rot\n")
         try write("b-client", "client-b-rot\n")
         let config = dir + "/proxy.yaml"
@@ -100,12 +123,12 @@ import Testing
               - name: shop-a
                 api: v1
                 api_key: rot-key
-                api_secret_file: \(dir)/a-secret
+                api_secret_file: \(secrets)/a-secret
                 client_token_file: \(dir)/a-client
                 upstream: http://127.0.0.1:\(v1Port)
               - name: shop-b
                 api: v2
-                api_secret_file: \(dir)/b-secret
+                api_secret_file: \(secrets)/b-secret
                 client_token_file: \(dir)/b-client
                 upstream: http://127.0.0.1:\(v2Port)
             """.write(toFile: config, atomically: true, encoding: .utf8)
@@ -120,14 +143,18 @@ import Testing
         // is given the new ones, then the API takes the new ones alone.
         v1.acceptSecrets(["v1-old-secret", "v1-new-secret"])
         v2.acceptSecrets(["v2-old-secret", "v2-new-secret"])
-        try write("a-secret", "v1-new-secret\n")
-        try write("b-secret", "v2-new-secret\n")
+        if trigger == .kubernetesSwap {
+            try kubernetesVolume(["a-secret": "v1-new-secret\n", "b-secret": "v2-new-secret\n"], version: "2026_12_02_new")
+        } else {
+            try write("a-secret", "v1-new-secret\n")
+            try write("b-secret", "v2-new-secret\n")
+        }
         let changedAt = Date()
         if trigger == .sighup { running.proxy.signal(SIGHUP) }
         let reloaded = running.proxy.waitFor("configuration reloaded", seconds: 5)
         let took = Date().timeIntervalSince(changedAt)
         #expect(reloaded, "\(running.proxy.text)")
-        if trigger == .fileChange {
+        if trigger != .sighup {
             // SPEC: within 2 s of the change (a little more for a busy machine).
             #expect(took < 3, "the reload came \(took) s after the change")
         }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CSystem
+import Dispatch
 import Synchronization
 
 /// Something registered with an event loop for readiness of one descriptor.
@@ -47,14 +48,52 @@ public final class EventLoop: @unchecked Sendable {
     /// The monotonic time at the start of the current iteration.
     public private(set) var now: UInt64 = MonotonicClock.now()
 
+    /// Which driver runs the loop (see `EventLoopEngine`).
+    public let engine: EventLoopEngine
+    // The Dispatch driver's parts: a serial queue, a read source on `epfd`, one
+    // timer for the nearest deadline, and the thread draining the queue now
+    // (pthread_t as UInt, 0 outside a drain) so that `inLoop` stays a cheap check.
+    private var queue: DispatchQueue?
+    private var readSource: DispatchSourceRead?
+    private var timerSource: DispatchSourceTimer?
+    private var armedDeadline: UInt64 = .max
+    private let drainingThread = Atomic<UInt>(0)
+    private var finished = false
+    private var events = [epoll_event](repeating: epoll_event(), count: 256)
+
+    /// Values kept per loop rather than per thread (a Dispatch-driven loop
+    /// moves between threads); touched on the loop only, released at its stop.
+    public var locals: [ObjectIdentifier: AnyObject] = [:]
+
+    private static let currentKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// The loop running on the calling thread, if any.
+    public static var current: EventLoop? {
+        guard let raw = pthread_getspecific(currentKey) else { return nil }
+        return Unmanaged<EventLoop>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    private func setCurrent(_ loop: EventLoop?) {
+        pthread_setspecific(Self.currentKey, loop.map { Unmanaged.passUnretained($0).toOpaque() })
+    }
+
     public static let readable = csystem_epollin
     public static let writable = csystem_epollout
     public static let hangup = csystem_epollhup | csystem_epollrdhup
     public static let error = csystem_epollerr
     public static let edgeTriggered = csystem_epollet
 
-    public init(index: Int) throws(SystemError) {
+    public convenience init(index: Int) throws(SystemError) {
+        try self.init(index: index, engine: .selected)
+    }
+
+    public init(index: Int, engine: EventLoopEngine) throws(SystemError) {
         self.index = index
+        self.engine = engine
         epfd = try syscall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
         wakeFD = try syscall("eventfd") { eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)) }
         var ev = epoll_event(events: Self.readable, data: epoll_data_t(fd: wakeFD))
@@ -68,6 +107,10 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Starts the loop's thread.
     public func start() {
+        if engine == .dispatch {
+            startDispatch()
+            return
+        }
         let box = Unmanaged.passRetained(self).toOpaque()
         var tid = pthread_t()
         let rc = pthread_create(&tid, nil, { arg in
@@ -81,6 +124,10 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Stops the loop after the current iteration and waits for its thread.
     public func stopAndJoin() {
+        if engine == .dispatch {
+            stopDispatch()
+            return
+        }
         stopped.store(true, ordering: .releasing)
         wake()
         if let thread { pthread_join(thread, nil) }
@@ -88,6 +135,9 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     public var inLoop: Bool {
+        if engine == .dispatch {
+            return drainingThread.load(ordering: .relaxed) == UInt(pthread_self())
+        }
         guard let thread else { return false }
         return pthread_equal(pthread_self(), thread) != 0
     }
@@ -100,7 +150,10 @@ public final class EventLoop: @unchecked Sendable {
     /// Runs `task` on the loop's thread, soon. Safe from any thread.
     public func execute(_ task: @escaping @Sendable () -> Void) {
         pending.withLock { $0.append(task) }
-        if !wakePending.exchange(true, ordering: .acquiringAndReleasing) { wake() }
+        if !wakePending.exchange(true, ordering: .acquiringAndReleasing) {
+            // One queue item per batch of tasks, not one per task.
+            if let queue { queue.async { self.drain { self.runPending() } } } else { wake() }
+        }
     }
 
     private func wake() {
@@ -194,6 +247,8 @@ public final class EventLoop: @unchecked Sendable {
     // MARK: - The loop
 
     private func run() {
+        setCurrent(self)
+        defer { setCurrent(nil) }
         var events = [epoll_event](repeating: epoll_event(), count: 256)
         while !stopped.load(ordering: .acquiring) {
             var timeout: Int32 = -1
@@ -209,31 +264,46 @@ public final class EventLoop: @unchecked Sendable {
                 epoll_wait(epfd, buf.baseAddress, Int32(buf.count), timeout)
             }
             now = MonotonicClock.now()
-            if count > 0 {
-                for i in 0..<Int(count) {
-                    let ev = events[i]
-                    let fd = ev.data.fd
-                    if fd == wakeFD {
-                        var value: UInt64 = 0
-                        _ = read(wakeFD, &value, 8)
-                        continue
-                    }
-                    if Int(fd) < handlers.count, let handler = handlers[Int(fd)] {
-                        handler.handleEvent(ev.events)
-                    }
-                }
-            }
+            if count > 0 { handle(events, count: Int(count)) }
             runPending()
-            let current = MonotonicClock.now()
-            if !timers.isEmpty {
-                for task in timers.popDue(now: current) { task() }
-            }
-            for source in deadlineSources {
-                if let d = source.nextDeadline, d <= current { source.deadlineReached() }
-            }
-            for hook in iterationHooks { hook() }
+            endIteration()
         }
         runPending()
+    }
+
+    private func handle(_ events: [epoll_event], count: Int) {
+        for i in 0..<count {
+            let ev = events[i]
+            let fd = ev.data.fd
+            if fd == wakeFD {
+                var value: UInt64 = 0
+                _ = read(wakeFD, &value, 8)
+                continue
+            }
+            if Int(fd) < handlers.count, let handler = handlers[Int(fd)] {
+                handler.handleEvent(ev.events)
+            }
+        }
+    }
+
+    /// Due timers, due deadline sources, then the hooks.
+    private func endIteration() {
+        let current = MonotonicClock.now()
+        if !timers.isEmpty {
+            for task in timers.popDue(now: current) { task() }
+        }
+        for source in deadlineSources {
+            if let d = source.nextDeadline, d <= current { source.deadlineReached() }
+        }
+        for hook in iterationHooks { hook() }
+    }
+
+    private func nearestDeadline() -> UInt64? {
+        var next = timers.nextDeadline()
+        for source in deadlineSources {
+            if let d = source.nextDeadline, d < (next ?? .max) { next = d }
+        }
+        return next
     }
 
     private func runPending() {
@@ -246,4 +316,103 @@ public final class EventLoop: @unchecked Sendable {
         }
         for task in tasks { task() }
     }
+}
+
+// MARK: - The Dispatch driver
+
+extension EventLoop {
+    private func startDispatch() {
+        // A serial queue over a target of its own, so loops do not share one.
+        let target = DispatchQueue(label: "iamport-proxy.loop-target.\(index)", qos: .userInitiated)
+        let queue = DispatchQueue(label: "iamport-proxy.loop.\(index)", target: target)
+        let read = DispatchSource.makeReadSource(fileDescriptor: epfd, queue: queue)
+        read.setEventHandler { [unowned self] in self.drain { self.pollBatch() } }
+        let timer = DispatchSource.makeTimerSource(flags: .strict, queue: queue)
+        timer.setEventHandler { [unowned self] in
+            self.drain { self.armedDeadline = .max }
+        }
+        self.queue = queue
+        readSource = read
+        timerSource = timer
+        read.activate()
+        timer.activate()
+    }
+
+    /// Runs `body` as the loop: marks the thread for `inLoop`, then ends the
+    /// iteration as the epoll thread does and re-arms the timer.
+    private func drain(_ body: () -> Void) {
+        guard !finished else { return }
+        drainingThread.store(UInt(pthread_self()), ordering: .relaxed)
+        setCurrent(self)
+        now = MonotonicClock.now()
+        body()
+        endIteration()
+        rearm()
+        setCurrent(nil)
+        drainingThread.store(0, ordering: .relaxed)
+    }
+
+    /// Drains epoll without waiting; the read source fires again while more is ready.
+    private func pollBatch() {
+        var rounds = 0
+        while rounds < 4 {
+            rounds += 1
+            let count = events.withUnsafeMutableBufferPointer { buf in
+                epoll_wait(epfd, buf.baseAddress, Int32(buf.count), 0)
+            }
+            guard count > 0 else { return }
+            handle(events, count: Int(count))
+            if count < Int32(events.count) { return }
+        }
+    }
+
+    /// Only an earlier deadline re-arms the timer: a later one (a libcurl
+    /// timeout moving on with every request) waits for the armed one to fire,
+    /// which then re-arms, so a busy loop does not reprogram its timer per request.
+    private func rearm() {
+        guard let next = nearestDeadline(), next < armedDeadline else { return }
+        armedDeadline = next
+        let current = MonotonicClock.now()
+        let delay = next > current ? next - current : 0
+        timerSource?.schedule(deadline: .now() + .nanoseconds(Int(min(delay, 3_600_000_000_000))),
+                              leeway: .microseconds(200))
+    }
+
+    private func stopDispatch() {
+        guard let queue, let readSource else { return }
+        let done = Latch<Void>()
+        readSource.setCancelHandler { done.set() }
+        queue.async { [self] in
+            drainingThread.store(UInt(pthread_self()), ordering: .relaxed)
+            setCurrent(self)
+            runPending()
+            finished = true
+            // What a thread would release at its exit (a log batch writes its lines).
+            deadlineSources.removeAll()
+            locals.removeAll()
+            setCurrent(nil)
+            drainingThread.store(0, ordering: .relaxed)
+            self.timerSource?.cancel()
+            self.readSource?.cancel()
+        }
+        // epfd closes in deinit: only after Dispatch has let go of it.
+        if done.wait(seconds: 30) == nil {
+            assertionFailure("event loop \(index) did not stop within 30 s")
+        }
+    }
+}
+
+/// How event loops are driven. The epoll threads are the product's engine;
+/// the Dispatch driver is here to be measured beside them, chosen for a whole
+/// process by the hidden variable IAMPORT_PROXY_TEST_LOOP_ENGINE=dispatch.
+public enum EventLoopEngine: Sendable {
+    /// A thread of our own per loop blocking in epoll_wait.
+    case epoll
+    /// A serial DispatchQueue per loop, with a read source on the epoll descriptor.
+    case dispatch
+
+    public static let selected: EventLoopEngine = {
+        guard let value = getenv("IAMPORT_PROXY_TEST_LOOP_ENGINE") else { return .epoll }
+        return String(cString: value) == "dispatch" ? .dispatch : .epoll
+    }()
 }

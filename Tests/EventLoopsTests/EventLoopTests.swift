@@ -20,6 +20,34 @@ import Testing
         #expect(source.reached.load(ordering: .relaxed) == 1)
         #expect(!loop.inLoop)
     }
+
+    @Test(arguments: [EventLoopEngine.epoll, .dispatch])
+    func eitherEngineRunsTasksTimersAndDeadlines(engine: EventLoopEngine) throws {
+        let loop = try EventLoop(index: 0, engine: engine)
+        loop.start()
+        defer { loop.stopAndJoin() }
+        let source = CountingSource()
+        let order = Mutex<[String]>([])
+        let inLoop = Atomic<Bool>(false)
+        let done = Latch<Void>()
+        loop.execute {
+            inLoop.store(loop.inLoop && EventLoop.current === loop, ordering: .relaxed)
+            loop.addDeadlineSource(source)
+            source.nextDeadline = MonotonicClock.now() + 30_000_000
+            loop.schedule(afterMilliseconds: 40) { order.withLock { $0.append("40") } }
+            loop.schedule(afterMilliseconds: 10) { order.withLock { $0.append("10") } }
+            loop.schedule(afterMilliseconds: 60) {
+                order.withLock { $0.append("60") }
+                done.set()
+            }
+        }
+        #expect(done.wait(seconds: 5) != nil)
+        #expect(order.withLock { $0 } == ["10", "40", "60"])
+        #expect(source.reached.load(ordering: .relaxed) == 1)
+        let wasInLoop = inLoop.load(ordering: .relaxed)
+        #expect(wasInLoop)
+        #expect(!loop.inLoop)
+    }
 }
 
 #if canImport(Glibc)

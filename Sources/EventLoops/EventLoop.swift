@@ -60,6 +60,7 @@ public final class EventLoop: @unchecked Sendable {
     private let drainingThread = Atomic<UInt>(0)
     private var finished = false
     private var events = [epoll_event](repeating: epoll_event(), count: 256)
+    private var socketSources: [Int32: SocketSources] = [:]
 
     /// Values kept per loop rather than per thread (a Dispatch-driven loop
     /// moves between threads); touched on the loop only, released at its stop.
@@ -107,7 +108,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Starts the loop's thread.
     public func start() {
-        if engine == .dispatch {
+        if engine != .epoll {
             startDispatch()
             return
         }
@@ -124,7 +125,7 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Stops the loop after the current iteration and waits for its thread.
     public func stopAndJoin() {
-        if engine == .dispatch {
+        if engine != .epoll {
             stopDispatch()
             return
         }
@@ -135,7 +136,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     public var inLoop: Bool {
-        if engine == .dispatch {
+        if engine != .epoll {
             return drainingThread.load(ordering: .relaxed) == UInt(pthread_self())
         }
         guard let thread else { return false }
@@ -165,8 +166,12 @@ public final class EventLoop: @unchecked Sendable {
 
     public func register(_ fd: Int32, events: UInt32, handler: EventHandler) throws(SystemError) {
         assertInLoop()
-        var ev = epoll_event(events: events, data: epoll_data_t(fd: fd))
-        _ = try syscall("epoll_ctl(ADD)") { epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) }
+        if engine == .dispatchSockets {
+            try addSocketSources(fd, events: events, handler: handler)
+        } else {
+            var ev = epoll_event(events: events, data: epoll_data_t(fd: fd))
+            _ = try syscall("epoll_ctl(ADD)") { epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) }
+        }
         let slot = Int(fd)
         assert(slot >= handlers.count || handlers[slot] == nil,
                "descriptor \(fd) was closed without being unregistered")
@@ -176,6 +181,10 @@ public final class EventLoop: @unchecked Sendable {
 
     public func modify(_ fd: Int32, events: UInt32) throws(SystemError) {
         assertInLoop()
+        if engine == .dispatchSockets {
+            socketSources[fd]?.arm(events)
+            return
+        }
         var ev = epoll_event(events: events, data: epoll_data_t(fd: fd))
         _ = try syscall("epoll_ctl(MOD)") { epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) }
     }
@@ -190,6 +199,10 @@ public final class EventLoop: @unchecked Sendable {
         assertInLoop()
         guard fd >= 0, Int(fd) < handlers.count, handlers[Int(fd)] === handler else { return false }
         handlers[Int(fd)] = nil
+        if engine == .dispatchSockets {
+            socketSources.removeValue(forKey: fd)?.cancel()
+            return true
+        }
         _ = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil)
         return true
     }
@@ -378,6 +391,25 @@ extension EventLoop {
                               leeway: .microseconds(200))
     }
 
+    private func addSocketSources(_ fd: Int32, events: UInt32, handler: EventHandler) throws(SystemError) {
+        // Sources watch a duplicate, closed when Dispatch lets go of it: the
+        // caller closes `fd` right after unregistering, and a reused number
+        // must not meet the old registration inside libdispatch.
+        let watched = try syscall("dup") { dup(fd) }
+        let sources = SocketSources(watched, queue: queue!)
+        sources.read.setEventHandler { [unowned self] in
+            self.drain { handler.handleEvent(Self.readable) }
+        }
+        sources.write.setEventHandler { [unowned self, unowned sources] in
+            // Edge-triggered registrations want one writable event per arming.
+            if sources.edge { sources.disarmWrite() }
+            self.drain { handler.handleEvent(Self.writable) }
+        }
+        sources.read.activate()
+        sources.arm(events)
+        socketSources[fd] = sources
+    }
+
     private func stopDispatch() {
         guard let queue, let readSource else { return }
         let done = Latch<Void>()
@@ -410,9 +442,60 @@ public enum EventLoopEngine: Sendable {
     case epoll
     /// A serial DispatchQueue per loop, with a read source on the epoll descriptor.
     case dispatch
+    /// A prototype: the same queue, with a read and a write source per socket.
+    case dispatchSockets
 
     public static let selected: EventLoopEngine = {
         guard let value = getenv("IAMPORT_PROXY_TEST_LOOP_ENGINE") else { return .epoll }
-        return String(cString: value) == "dispatch" ? .dispatch : .epoll
+        switch String(cString: value) {
+        case "dispatch": return .dispatch
+        case "dispatch-sockets": return .dispatchSockets
+        default: return .epoll
+        }
     }()
+}
+
+/// One socket's read and write sources under the per-socket prototype.
+private final class SocketSources {
+    let read: DispatchSourceRead
+    let write: DispatchSourceWrite
+    private var writeArmed = false
+    private var writeActivated = false
+    private(set) var edge = false
+
+    init(_ fd: Int32, queue: DispatchQueue) {
+        read = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        write = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
+        // The two share one registration inside libdispatch: the descriptor
+        // closes after both have let go.
+        var left = 2
+        let release = { left -= 1; if left == 0 { close(fd) } }
+        read.setCancelHandler(handler: release)
+        write.setCancelHandler(handler: release)
+    }
+
+    /// Write interest follows the registration's writable bit.
+    func arm(_ events: UInt32) {
+        edge = events & EventLoop.edgeTriggered != 0
+        let wanted = events & EventLoop.writable != 0
+        if wanted && !writeArmed {
+            writeArmed = true
+            if writeActivated { write.resume() } else { writeActivated = true; write.activate() }
+        } else if !wanted && writeArmed {
+            disarmWrite()
+        }
+    }
+
+    func disarmWrite() {
+        guard writeArmed else { return }
+        writeArmed = false
+        write.suspend()
+    }
+
+    func cancel() {
+        if !writeActivated { write.activate() }
+        if !writeArmed && writeActivated { write.resume() }
+        write.cancel()
+        read.cancel()
+    }
 }

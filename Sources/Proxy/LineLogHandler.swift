@@ -147,7 +147,7 @@ public final class LogSink: Sendable {
 
     /// The calling thread's batch, if it batches.
     private static var currentBatch: LogBatch? {
-        if let loop = EventLoop.current, loop.engine == .dispatch {
+        if let loop = EventLoop.current, loop.engine != .epoll {
             return loop.locals[ObjectIdentifier(LogBatch.self)] as? LogBatch
         }
         guard let raw = pthread_getspecific(batchKey) else { return nil }
@@ -160,7 +160,7 @@ public final class LogSink: Sendable {
         if let batch = Self.currentBatch { return batch }
         let batch = LogBatch(sink: self)
         // A Dispatch-driven loop changes threads: its batch is the loop's.
-        if let loop = EventLoop.current, loop.engine == .dispatch {
+        if let loop = EventLoop.current, loop.engine != .epoll {
             loop.locals[ObjectIdentifier(LogBatch.self)] = batch
             return batch
         }

@@ -147,9 +147,6 @@ public final class LogSink: Sendable {
 
     /// The calling thread's batch, if it batches.
     private static var currentBatch: LogBatch? {
-        if let loop = EventLoop.current, loop.engine != .epoll {
-            return loop.locals[ObjectIdentifier(LogBatch.self)] as? LogBatch
-        }
         guard let raw = pthread_getspecific(batchKey) else { return nil }
         return Unmanaged<LogBatch>.fromOpaque(raw).takeUnretainedValue()
     }
@@ -159,11 +156,6 @@ public final class LogSink: Sendable {
     public func startBatching() -> LogBatch {
         if let batch = Self.currentBatch { return batch }
         let batch = LogBatch(sink: self)
-        // A Dispatch-driven loop changes threads: its batch is the loop's.
-        if let loop = EventLoop.current, loop.engine != .epoll {
-            loop.locals[ObjectIdentifier(LogBatch.self)] = batch
-            return batch
-        }
         pthread_setspecific(Self.batchKey, Unmanaged.passRetained(batch).toOpaque())
         return batch
     }
@@ -232,7 +224,6 @@ public final class LogBatch: DeadlineSource {
     }
 
     deinit {
-        flush()
         storage.deallocate()
     }
 

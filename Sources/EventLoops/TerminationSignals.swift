@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Dispatch
+import Synchronization
 
 /// Signals taken through Dispatch signal sources (a signalfd under Linux's
 /// libdispatch). A signalfd sees a signal only while no thread would take it
@@ -49,33 +50,55 @@ public final class SignalSubscription: Sendable {
     }
 }
 
-/// SIGTERM and SIGINT, the signals that stop the process: blocked before
-/// any thread starts, then taken by Dispatch signal sources that `wait`
-/// waits on. SIGPIPE is ignored (a peer closing mid-write, or OpenSSL, can
-/// raise it).
+/// SIGTERM and SIGINT, which stop the process, and SIGHUP, which reloads
+/// it: blocked before any thread starts, so that SIGHUP never ends the
+/// process, then taken by Dispatch signal sources and handed to `wait` in
+/// the order they came. SIGPIPE is ignored (a peer closing mid-write, or
+/// OpenSSL, can raise it).
 public struct TerminationSignals: Sendable {
-    private let received = Latch<Int32>()
+    private let arrived = Arrivals()
     private let subscriptions: [SignalSubscription]
 
-    /// Call first thing in main, before any thread exists. `also` are
-    /// further signals to block now, for `ProcessSignals.subscribe` later
-    /// (a signal must be blocked before threads start).
-    public static func block(also: [Int32] = []) -> TerminationSignals {
+    /// Call first thing in main, before any thread exists.
+    public static func block() -> TerminationSignals {
         signal(SIGPIPE, SIG_IGN)
-        ProcessSignals.block([SIGTERM, SIGINT] + also)
+        ProcessSignals.block(handled)
         return TerminationSignals()
     }
 
+    private static let handled = [SIGTERM, SIGINT, SIGHUP]
+
     private init() {
-        let received = self.received
-        subscriptions = [SIGTERM, SIGINT].map { signal in
-            ProcessSignals.subscribe(signal) { received.set(signal) }
+        let arrived = self.arrived
+        subscriptions = Self.handled.map { signal in
+            ProcessSignals.subscribe(signal) { arrived.add(signal) }
         }
     }
 
-    /// Blocks until SIGTERM or SIGINT; returns which (the first, if both).
+    /// Blocks until SIGTERM, SIGINT or SIGHUP; returns which.
     public func wait() -> Int32 {
-        // Waiting for a signal is this thread's whole job: no deadline.
-        received.wait() ?? SIGTERM
+        arrived.next()
+    }
+}
+
+/// Signals received and not yet returned by `wait`; one of a kind waits at
+/// a time, as a blocked signal stays pending once however often it is sent.
+private final class Arrivals: Sendable {
+    private let queue = Mutex<[Int32]>([])
+    private let ready = DispatchSemaphore(value: 0)
+
+    func add(_ signal: Int32) {
+        let added = queue.withLock { queue -> Bool in
+            if queue.contains(signal) { return false }
+            queue.append(signal)
+            return true
+        }
+        if added { ready.signal() }
+    }
+
+    func next() -> Int32 {
+        // Waiting for a signal is the calling thread's whole job: no deadline.
+        ready.wait()
+        return queue.withLock { $0.removeFirst() }
     }
 }

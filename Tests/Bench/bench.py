@@ -189,6 +189,10 @@ def main():
                         help="the iamport-proxy binary under test (BENCH_BINARY; default: this tree's release build)")
     parser.add_argument("--baseline", default=os.environ.get("BENCH_BASELINE") or None,
                         help="a second iamport-proxy binary measured in the same run (BENCH_BASELINE)")
+    parser.add_argument("--proxy-env", default=os.environ.get("BENCH_PROXY_ENV", ""),
+                        help="NAME=VALUE pairs, space-separated, added to the binary's environment (BENCH_PROXY_ENV)")
+    parser.add_argument("--baseline-env", default=os.environ.get("BENCH_BASELINE_ENV", ""),
+                        help="the same for the baseline (BENCH_BASELINE_ENV): one binary can be both, differently set")
     parser.add_argument("--out", default=os.path.join(ROOT, "Tests", "Bench", "results", "latest.md"))
     args = parser.parse_args()
     if args.seconds < 1 or args.rounds < 1:
@@ -382,6 +386,7 @@ def run(work, procs, args):
             log = f"{work}/{name}-{upstream.replace(' ', '')}.log"
             extra = ["--upstream-ca-file", f"{work}/ca.pem"] if upstream == "TLS" else []
             env = {"PATH": os.environ["PATH"], "IAMPORT_API_KEY": "bench-key", "IAMPORT_API_SECRET": "bench-secret"}
+            env.update(pair.split("=", 1) for pair in (args.baseline_env if name == BASELINE else args.proxy_env).split())
             proc = procs.start(f"{name}-{upstream}", [binary, "--listen", f"127.0.0.1:{port}", "--upstream", url, *extra],
                                env=env, log=log)
             proxies[(name, upstream)] = (proc, port, log)
@@ -398,7 +403,10 @@ def run(work, procs, args):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/_proxy/readyz", timeout=5) as r:
             assert r.status == 200
     facts = {"rss_idle_kib": {name: rss_kib(proxies[(name, "plain")][0].pid) for name in binaries},
-             "rss_1000_kib": {}, "binaries": binaries}
+             "rss_1000_kib": {}, "binaries": {
+                 name: binary + (f" ({extra})" if extra else "")
+                 for name, binary, extra in [(PROXY, args.binary, args.proxy_env), (BASELINE, args.baseline, args.baseline_env)]
+                 if name in binaries}}
 
     paths = {"GET": "/payments/imp_bench", "POST": "/payments/cancel"}
     fronts = {"plain": ("ngx", "hap", f"http://127.0.0.1:{p['up']}"),

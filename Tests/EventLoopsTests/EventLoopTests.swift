@@ -20,6 +20,33 @@ import Testing
         #expect(source.reached.load(ordering: .relaxed) == 1)
         #expect(!loop.inLoop)
     }
+
+    @Test func timersRunInDeadlineOrderBesideDeadlineSources() throws {
+        let loop = try EventLoop(index: 0)
+        loop.start()
+        defer { loop.stopAndJoin() }
+        let source = CountingSource()
+        let order = Mutex<[String]>([])
+        let inLoop = Atomic<Bool>(false)
+        let done = Latch<Void>()
+        loop.execute {
+            inLoop.store(loop.inLoop, ordering: .relaxed)
+            loop.addDeadlineSource(source)
+            source.nextDeadline = MonotonicClock.now() + 30_000_000
+            loop.schedule(afterMilliseconds: 40) { order.withLock { $0.append("40") } }
+            loop.schedule(afterMilliseconds: 10) { order.withLock { $0.append("10") } }
+            loop.schedule(afterMilliseconds: 60) {
+                order.withLock { $0.append("60") }
+                done.set()
+            }
+        }
+        #expect(done.wait(seconds: 5) != nil)
+        #expect(order.withLock { $0 } == ["10", "40", "60"])
+        #expect(source.reached.load(ordering: .relaxed) == 1)
+        let wasInLoop = inLoop.load(ordering: .relaxed)
+        #expect(wasInLoop)
+        #expect(!loop.inLoop)
+    }
 }
 
 #if canImport(Glibc)

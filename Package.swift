@@ -60,7 +60,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "EventLoopsTests", dependencies: ["EventLoops"], swiftSettings: strict),
+        .testTarget(name: "EventLoopsTests", dependencies: ["EventLoops", "CSystem"], swiftSettings: strict),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: strict),
         .testTarget(name: "IamportTests", dependencies: ["Iamport", "EventLoops"], swiftSettings: strict),
         .testTarget(

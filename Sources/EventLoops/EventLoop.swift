@@ -47,11 +47,14 @@ public final class EventLoop: @unchecked Sendable {
     /// The monotonic time at the start of the current iteration.
     public private(set) var now: UInt64 = MonotonicClock.now()
 
-    public static let readable = csystem_epollin
-    public static let writable = csystem_epollout
-    public static let hangup = csystem_epollhup | csystem_epollrdhup
-    public static let error = csystem_epollerr
-    public static let edgeTriggered = csystem_epollet
+    // The epoll bits as literals (Linux's ABI; a test checks them against
+    // <sys/epoll.h>): a constant is folded where it is used, where a value
+    // read from C is a lazy global, a `swift_once` on every use in the loop.
+    public static let readable: UInt32 = 0x001  // EPOLLIN
+    public static let writable: UInt32 = 0x004  // EPOLLOUT
+    public static let hangup: UInt32 = 0x010 | 0x2000  // EPOLLHUP | EPOLLRDHUP
+    public static let error: UInt32 = 0x008  // EPOLLERR
+    public static let edgeTriggered: UInt32 = 0x8000_0000  // EPOLLET
 
     public init(index: Int) throws(SystemError) {
         self.index = index

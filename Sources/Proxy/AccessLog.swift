@@ -49,7 +49,8 @@ struct AccessLog: Sendable {
         return true
     }
 
-    func record(_ entry: AccessEntry) {
+    /// `batch`: the calling loop's log batch, when the caller has it.
+    func record(_ entry: AccessEntry, batch known: LogBatch? = nil) {
         switch output {
         case .off:
             return
@@ -57,7 +58,7 @@ struct AccessLog: Sendable {
             // Straight into the batch, without a closure (capturing the
             // entry copied it, a retain and release per field).
             let maxBytes = Self.maxBytes(entry)
-            if let batch = sink.batchRoom(maxBytes: maxBytes) {
+            if let batch = sink.batchRoom(maxBytes: maxBytes, known: known) {
                 var cursor = batch.room(maxBytes)
                 Self.putLine(entry, format: format, to: &cursor)
                 batch.commit(cursor)

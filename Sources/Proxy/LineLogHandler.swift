@@ -184,8 +184,10 @@ public final class LogSink: Sendable {
 
     /// The calling thread's batch with room for `maxBytes` made, when it
     /// batches and a batch can hold that much (fill `room`, then `commit`).
-    func batchRoom(maxBytes: Int) -> LogBatch? {
-        guard !capturing, let batch = Self.currentBatch, batch.makeRoom(maxBytes) else { return nil }
+    /// `known` is the calling thread's batch when the caller holds it (a
+    /// loop's context): no thread-local lookup then.
+    func batchRoom(maxBytes: Int, known: LogBatch? = nil) -> LogBatch? {
+        guard !capturing, let batch = known ?? Self.currentBatch, batch.makeRoom(maxBytes) else { return nil }
         return batch
     }
 

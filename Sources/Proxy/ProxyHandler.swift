@@ -132,7 +132,7 @@ public final class ProxyHandler: HTTPHandler {
         let requestID = requestID(for: head, on: context)
         let response = refusal.error.response(refusal.message, requestID: requestID, api: refusal.api)
         record(status: response.status, method: head.method, account: account)
-        logAccess(head: head, requestID: requestID, clientAddress: clientAddress, account: account,
+        logAccess(head: head, requestID: requestID, clientAddress: clientAddress, context: context, account: account,
                   status: response.status, upstreamStatus: nil, bytes: response.body.count, startedAt: nil,
                   renewed: false, replayed: false, error: refusal.error, message: refusal.message)
         return response
@@ -415,7 +415,7 @@ public final class ProxyHandler: HTTPHandler {
                         error: (ProxyError, String)? = nil, streamingFrom stream: UpstreamBodyStream? = nil) {
         record(exchange.clientRequest, status: response.status, context: context, account: exchange.account)
         logAccess(head: exchange.clientRequest.head, requestID: exchange.requestID,
-                  clientAddress: exchange.clientRequest.clientAddress, account: exchange.account,
+                  clientAddress: exchange.clientRequest.clientAddress, context: context, account: exchange.account,
                   status: response.status, upstreamStatus: upstreamStatus,
                   bytes: stream == nil ? response.body.count : response.declaredLength ?? response.body.count,
                   startedAt: exchange.clientRequest.receivedAt, renewed: exchange.renewed, replayed: exchange.replayed,
@@ -436,7 +436,8 @@ public final class ProxyHandler: HTTPHandler {
     private func respond(_ response: Response, _ request: Request, _ requestID: [UInt8], _ responder: Responder,
                          context: LoopContext, account: ServedAccount?, error: (ProxyError, String)? = nil) {
         record(request, status: response.status, context: context, account: account)
-        logAccess(head: request.head, requestID: requestID, clientAddress: request.clientAddress, account: account,
+        logAccess(head: request.head, requestID: requestID, clientAddress: request.clientAddress, context: context,
+                  account: account,
                   status: response.status, upstreamStatus: nil, bytes: response.body.count,
                   startedAt: request.receivedAt, renewed: false, replayed: false, error: error?.0, message: error?.1)
         responder.respond(response)
@@ -547,7 +548,8 @@ public final class ProxyHandler: HTTPHandler {
     }
 
     private func logAccess(
-        head: RequestHead, requestID: [UInt8], clientAddress: String, account: ServedAccount?, status: Int,
+        head: RequestHead, requestID: [UInt8], clientAddress: String, context: LoopContext? = nil,
+        account: ServedAccount?, status: Int,
         upstreamStatus: Int?, bytes: Int, startedAt: UInt64?, renewed: Bool, replayed: Bool, error: ProxyError?,
         message: String?
     ) {
@@ -557,7 +559,7 @@ public final class ProxyHandler: HTTPHandler {
             requestID: requestID, account: account?.label, method: head[head.methodRange],
             path: target.prefix { $0 != ASCII.question }, status: status, upstreamStatus: upstreamStatus,
             bytes: bytes, durationMicros: startedAt.map { (MonotonicClock.now() &- $0) / 1000 }, client: clientAddress,
-            renewed: renewed, replayed: replayed, error: error, reason: message))
+            renewed: renewed, replayed: replayed, error: error, reason: message), batch: context?.logBatch)
     }
 }
 

@@ -55,10 +55,12 @@ public final class ProxyService: Sendable {
         let accounts = configuration.accounts.map { Self.serve($0, reusing: nil, core: core, group: group, source: tokenSource) }
         state.replace(Routing(accounts: accounts, ownListenerAccounts: own.map(\.name), generation: 1))
         if let logSink {
-            for loop in group.loops {
+            for context in contexts {
                 let started = Latch<Void>()
-                loop.execute {
-                    loop.addDeadlineSource(logSink.startBatching())
+                context.loop.execute {
+                    let batch = logSink.startBatching()
+                    context.loop.addDeadlineSource(batch)
+                    context.logBatch = batch
                     started.set()
                 }
                 started.wait()

@@ -15,7 +15,7 @@ enum IdempotencyKey {
         var random = SystemRandomNumberGenerator()
         for word in [random.next() as UInt64, random.next() as UInt64] {
             for shift in stride(from: 60, through: 0, by: -4) {
-                out.append(hexDigits[Int(word >> UInt64(shift) & 0xF)])
+                out.append(hexDigit(word >> UInt64(shift)))
             }
         }
     }

@@ -100,5 +100,10 @@ func v2ErrorBody(type: String, _ message: String) -> [UInt8] {
     return out
 }
 
-/// Lower-case hex digits, made once.
-let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+/// The lower-case hex digit of `value & 0xF`. Arithmetic, not a table: an
+/// array global is initialised lazily, a `swift_once` on every use.
+@inline(__always)
+func hexDigit(_ value: UInt64) -> UInt8 {
+    let nibble = UInt8(truncatingIfNeeded: value & 0xF)
+    return nibble < 10 ? 0x30 &+ nibble : 0x57 &+ nibble
+}

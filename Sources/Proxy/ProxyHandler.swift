@@ -30,7 +30,7 @@ final class ProxyCore: Sendable {
         self.directory = directory
         self.labelsAccounts = labelsAccounts
         var random = SystemRandomNumberGenerator()
-        self.requestIDPrefix = (0..<12).map { _ in hexDigits[Int(random.next() % 16)] } + [UInt8(ascii: "-")]
+        self.requestIDPrefix = (0..<12).map { _ in hexDigit(random.next()) } + [UInt8(ascii: "-")]
     }
 }
 
@@ -521,7 +521,7 @@ public final class ProxyHandler: HTTPHandler {
         while width < 16 && serial >> (4 * UInt64(width)) != 0 { width += 1 }
         id.reserveCapacity(id.count + width)
         for shift in stride(from: 4 * (width - 1), through: 0, by: -4) {
-            id.append(hexDigits[Int(serial >> UInt64(shift) & 0xF)])
+            id.append(hexDigit(serial >> UInt64(shift)))
         }
         return id
     }

@@ -85,15 +85,16 @@ public struct HeadParser: Sendable {
         var i = 0
 
         // method SP request-target SP HTTP-version CRLF
+        let isTokenChar = ASCII.isTokenChar, isTargetChar = ASCII.isTargetChar  // once, not at every byte
         let methodStart = i
-        while i < n && ASCII.isTokenChar[Int(buf[i])] { i += 1 }
+        while i < n && isTokenChar[Int(buf[i])] { i += 1 }
         if i == methodStart || i >= n || buf[i] != ASCII.space {
             return .failure(.badRequest("malformed request line"))
         }
         let methodRange = methodStart..<i
         i += 1
         let targetStart = i
-        while i < n && ASCII.isTargetChar[Int(buf[i])] { i += 1 }
+        while i < n && isTargetChar[Int(buf[i])] { i += 1 }
         if i == targetStart || i >= n || buf[i] != ASCII.space {
             return .failure(.badRequest("malformed request target"))
         }

@@ -29,3 +29,36 @@ public enum HTTPError: Error, Equatable, Sendable {
         }
     }
 }
+
+/// Why an upstream's answer head cannot be relayed. Every case is the same
+/// 502 `upstream_failed` to the client; `description` is the reason given.
+public enum AnswerHeadError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// A bare LF or CR: refused at once, before the head ends.
+    case bareLineEnd
+    /// The head is longer than the limit, before or after it ends.
+    case tooLarge(limit: Int)
+    /// Not `HTTP/1.0` or `HTTP/1.1`, a status that is not three digits from
+    /// 100, or a reason phrase with a control byte.
+    case malformedStatusLine
+    /// A field line that a request would be refused for too.
+    case malformedField(FieldLineDefect)
+    case invalidContentLength
+    case conflictingContentLength
+    /// A coding other than `chunked` alone, or `chunked` twice.
+    case unsupportedTransferEncoding
+    /// Both Content-Length and Transfer-Encoding.
+    case bothLengths
+
+    public var description: String {
+        switch self {
+        case .bareLineEnd: return "bare LF or CR in the answer head"
+        case .tooLarge(let limit): return "answer head larger than \(limit) bytes"
+        case .malformedStatusLine: return "malformed status line"
+        case .malformedField: return "malformed field line in the answer head"
+        case .invalidContentLength: return "invalid Content-Length in the answer"
+        case .conflictingContentLength: return "conflicting Content-Length in the answer"
+        case .unsupportedTransferEncoding: return "unsupported Transfer-Encoding in the answer"
+        case .bothLengths: return "answer with both Content-Length and Transfer-Encoding"
+        }
+    }
+}

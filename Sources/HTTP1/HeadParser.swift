@@ -43,33 +43,24 @@ public struct HeadParser: Sendable {
             start = s
             scanned = s
         }
-        var i = scanned
-        while i < n {
-            let b = buffer[i]
-            if b == ASCII.lf {
-                if i == start || buffer[i - 1] != ASCII.cr { return .failure(.badRequest("bare LF line end")) }
-                if requestLineEnd == nil { requestLineEnd = i + 1 }
-                if i - start >= 3 && buffer[i - 2] == ASCII.lf && buffer[i - 3] == ASCII.cr {
-                    let end = i + 1
-                    if end - start > limits.maxHeadBytes { return .failure(.headersTooLarge) }
-                    scanned = 0
-                    let head = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
-                    let consumed = end
-                    start = 0
-                    requestLineEnd = nil
-                    switch Self.parseHead(head, limits: limits) {
-                    case .success(let parsed): return .complete(parsed, consumed: consumed)
-                    case .failure(let error): return .failure(error)
-                    }
-                }
-            } else if b == ASCII.cr {
-                if i + 1 < n {
-                    if buffer[i + 1] != ASCII.lf { return .failure(.badRequest("bare CR in head")) }
-                } else {
-                    break  // look again when the next byte is here
-                }
+        let i: Int
+        switch HeadSyntax.scan(buffer, start: start, from: scanned, firstLineEnd: &requestLineEnd) {
+        case .end(let end):
+            if end - start > limits.maxHeadBytes { return .failure(.headersTooLarge) }
+            scanned = 0
+            let head = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
+            start = 0
+            requestLineEnd = nil
+            switch Self.parseHead(head, limits: limits) {
+            case .success(let parsed): return .complete(parsed, consumed: end)
+            case .failure(let error): return .failure(error)
             }
-            i += 1
+        case .bareLF:
+            return .failure(.badRequest("bare LF line end"))
+        case .bareCR:
+            return .failure(.badRequest("bare CR in head"))
+        case .incomplete(let resume):
+            i = resume
         }
         scanned = i
         if requestLineEnd == nil && i - start > limits.maxRequestLineBytes { return .failure(.uriTooLong) }
@@ -89,19 +80,21 @@ public struct HeadParser: Sendable {
     private static func parseHead(
         _ buf: UnsafeBufferPointer<UInt8>, bytes: [UInt8], limits: Limits
     ) -> Result<RequestHead, HTTPError> {
+        let raw = UnsafeRawBufferPointer(buf)
         let n = buf.count
         var i = 0
 
         // method SP request-target SP HTTP-version CRLF
+        let isTokenChar = ASCII.isTokenChar, isTargetChar = ASCII.isTargetChar  // once, not at every byte
         let methodStart = i
-        while i < n && ASCII.isTokenChar[Int(buf[i])] { i += 1 }
+        while i < n && isTokenChar[Int(buf[i])] { i += 1 }
         if i == methodStart || i >= n || buf[i] != ASCII.space {
             return .failure(.badRequest("malformed request line"))
         }
         let methodRange = methodStart..<i
         i += 1
         let targetStart = i
-        while i < n && ASCII.isTargetChar[Int(buf[i])] { i += 1 }
+        while i < n && isTargetChar[Int(buf[i])] { i += 1 }
         if i == targetStart || i >= n || buf[i] != ASCII.space {
             return .failure(.badRequest("malformed request target"))
         }
@@ -109,10 +102,7 @@ public struct HeadParser: Sendable {
         if i - methodStart > limits.maxRequestLineBytes { return .failure(.uriTooLong) }
         i += 1
         // "HTTP/" DIGIT "." DIGIT CRLF
-        guard i + 10 <= n,
-            buf[i] == UInt8(ascii: "H"), buf[i + 1] == UInt8(ascii: "T"), buf[i + 2] == UInt8(ascii: "T"),
-            buf[i + 3] == UInt8(ascii: "P"), buf[i + 4] == ASCII.slash,
-            let major = digit(buf[i + 5]), buf[i + 6] == ASCII.dot, let minor = digit(buf[i + 7]),
+        guard let (major, minor) = HeadSyntax.version(raw, at: i, limit: n), i + 10 <= n,
             buf[i + 8] == ASCII.cr, buf[i + 9] == ASCII.lf
         else {
             return .failure(.badRequest("malformed HTTP version"))
@@ -126,37 +116,14 @@ public struct HeadParser: Sendable {
         // Fields, up to the final CRLF.
         var fields: [HeaderField] = []
         fields.reserveCapacity(12)
-        while i < n {
-            if buf[i] == ASCII.cr { break }  // the empty line
-            if ASCII.isOWS(buf[i]) { return .failure(.badRequest("obsolete line folding")) }
-            let nameStart = i
-            while i < n && ASCII.isTokenChar[Int(buf[i])] { i += 1 }
-            guard i < n, buf[i] == ASCII.colon else {
-                return .failure(.badRequest("malformed header field name"))
-            }
-            if i == nameStart { return .failure(.badRequest("empty header field name")) }
-            let name = nameStart..<i
-            i += 1
-            while i < n && ASCII.isOWS(buf[i]) { i += 1 }
-            let valueStart = i
-            var valueEnd = i
-            while i < n && buf[i] != ASCII.cr {
-                let b = buf[i]
-                guard ASCII.isFieldValueChar[Int(b)] else {
-                    return .failure(.badRequest("control character in header field value"))
-                }
-                i += 1
-                if !ASCII.isOWS(b) { valueEnd = i }
-            }
-            i += 2  // CRLF, checked by the scan
-            if fields.count == limits.maxHeaderCount { return .failure(.headersTooLarge) }
-            fields.append(HeaderField(name: name, value: valueStart..<valueEnd, kind: FieldKind.classify(bytes[name])))
+        if let defect = HeadSyntax.parseFields(raw, from: i, maxCount: limits.maxHeaderCount, into: &fields) {
+            return .failure(HTTPError(defect))
         }
 
         var head = RequestHead(
             bytes: bytes, method: method, methodRange: methodRange, target: target, targetForm: .origin,
             path: target, canonicalPath: .asSent, minorVersion: minor, fields: fields, framing: .none, keepAlive: minor == 1, expectContinue: false,
-            connectionOptions: [])
+            connection: ConnectionOptions())
         if let error = interpretFields(&head) { return .failure(error) }
         switch classifyTarget(bytes, target) {
         case .success(let form): head.targetForm = form
@@ -171,10 +138,6 @@ public struct HeadParser: Sendable {
         return .success(head)
     }
 
-    private static func digit(_ b: UInt8) -> Int? {
-        b >= 0x30 && b <= 0x39 ? Int(b - 0x30) : nil
-    }
-
     /// Framing, persistence and expectations from the fields, with the
     /// anti-smuggling rules of RFC 9112 §6.3.
     private static func interpretFields(_ head: inout RequestHead) -> HTTPError? {
@@ -182,8 +145,6 @@ public struct HeadParser: Sendable {
         var sawTransferEncoding = false
         var chunked = false
         var hostCount = 0
-        var closeRequested = false
-        var keepAliveRequested = false
         let bytes = head.bytes
 
         for field in head.fields {
@@ -199,7 +160,7 @@ public struct HeadParser: Sendable {
                 // Codings accumulate across repeated fields; chunked must come last, once.
                 var sawAny = false
                 var failure: HTTPError?
-                forEachListElement(value) { coding in
+                HeaderRules.forEachListElement(value) { coding in
                     sawAny = true
                     if failure != nil { return }
                     if chunked {
@@ -216,19 +177,8 @@ public struct HeadParser: Sendable {
                 if !sawAny { return .badRequest("empty Transfer-Encoding") }
                 sawTransferEncoding = true
             case .connection:
-                var invalid = false
-                forEachListElement(value) { option in
-                    if option.isEmpty { return }
-                    if !option.allSatisfy({ ASCII.isTokenChar[Int($0)] }) { invalid = true; return }
-                    if option.equalsLowercased("close") {
-                        closeRequested = true
-                    } else if option.equalsLowercased("keep-alive") {
-                        keepAliveRequested = true
-                    } else {
-                        head.connectionOptions.append(option.startIndex..<option.endIndex)
-                    }
-                }
-                if invalid { return .badRequest("invalid Connection option") }
+                head.connection.read(value)
+                if head.connection.sawInvalid { return .badRequest("invalid Connection option") }
             case .expect:
                 if value.equalsLowercased("100-continue") { head.expectContinue = true }
             default:
@@ -248,46 +198,15 @@ public struct HeadParser: Sendable {
         } else if let contentLength, contentLength > 0 {
             head.framing = .contentLength(contentLength)
         }
-        if head.minorVersion == 0 {
-            head.keepAlive = keepAliveRequested && !closeRequested
-            head.expectContinue = false
-        } else {
-            head.keepAlive = !closeRequested
-        }
+        head.keepAlive = head.connection.persists(minorVersion: head.minorVersion)
+        if head.minorVersion == 0 { head.expectContinue = false }
         if head.framing == .none { head.expectContinue = false }
         return nil
     }
 
-    /// 1*DIGIT with no sign, space or list; at most 15 digits (the read
-    /// itself is checked too, whatever the length).
+    /// A Content-Length value (see `HeadSyntax.contentLength`).
     static func parseContentLength(_ value: ArraySlice<UInt8>) -> Int? {
-        guard value.count <= 15 else { return nil }
-        return ASCII.decimal(value)
-    }
-
-    /// Calls `body` with each element of a comma-separated list, without the
-    /// surrounding whitespace. Empty elements are passed as empty slices.
-    /// Generic inside this module only (specialized here for the request's
-    /// bytes and the upstream's), so no caller walks it through witness tables.
-    static func forEachListElement<Bytes: Collection>(_ value: Bytes, _ body: (Bytes.SubSequence) -> Void)
-    where Bytes.Element == UInt8, Bytes.Index == Int {
-        var elementStart = value.startIndex
-        var i = value.startIndex
-        func emit(_ range: Range<Int>) {
-            var s = range.lowerBound
-            var e = range.upperBound
-            while s < e && ASCII.isOWS(value[s]) { s += 1 }
-            while e > s && ASCII.isOWS(value[e - 1]) { e -= 1 }
-            body(value[s..<e])
-        }
-        while i < value.endIndex {
-            if value[i] == ASCII.comma {
-                emit(elementStart..<i)
-                elementStart = i + 1
-            }
-            i += 1
-        }
-        emit(elementStart..<value.endIndex)
+        HeadSyntax.contentLength(value)
     }
 
     /// Origin form, or absolute form (which the proxy may accept for its own
@@ -319,5 +238,18 @@ public struct HeadParser: Sendable {
             return .failure(.badRequest("fragment in request target"))
         }
         return .success(.absolute(authority: authorityStart..<i, path: i..<target.upperBound))
+    }
+}
+
+extension HTTPError {
+    /// A request's field-line defect: 400, or 431 past the field count.
+    init(_ defect: FieldLineDefect) {
+        switch defect {
+        case .obsoleteLineFolding: self = .badRequest("obsolete line folding")
+        case .malformedName: self = .badRequest("malformed header field name")
+        case .emptyName: self = .badRequest("empty header field name")
+        case .controlCharacter: self = .badRequest("control character in header field value")
+        case .tooMany: self = .headersTooLarge
+        }
     }
 }

@@ -18,8 +18,9 @@ public struct RequestHead: Sendable {
     public var framing: BodyFraming
     public var keepAlive: Bool
     public var expectContinue: Bool
-    /// Field names listed in `Connection`, hop-by-hop for this message.
-    public var connectionOptions: [Range<Int>]
+    /// What its `Connection` fields say (names listed there are hop-by-hop
+    /// for this message).
+    public var connection: ConnectionOptions
 
     public subscript(range: Range<Int>) -> ArraySlice<UInt8> { bytes[range] }
 
@@ -31,10 +32,7 @@ public struct RequestHead: Sendable {
     /// Whether a field must not be forwarded: hop-by-hop by RFC 9110 §7.6.1,
     /// or named in this message's `Connection`.
     public func isHopByHop(_ field: HeaderField) -> Bool {
-        if field.kind.isHopByHop { return true }
-        if connectionOptions.isEmpty { return false }
-        let name = bytes[field.name]
-        return connectionOptions.contains { bytes[$0].equalsIgnoringCase(name) }
+        connection.isHopByHop(field, in: bytes)
     }
 }
 
@@ -49,12 +47,6 @@ public enum TargetForm: Sendable, Equatable {
     case origin
     /// `http://authority/path?query`: `authority` and `path` are ranges of the head.
     case absolute(authority: Range<Int>, path: Range<Int>)
-}
-
-public struct HeaderField: Sendable, Equatable {
-    public var name: Range<Int>
-    public var value: Range<Int>
-    public var kind: FieldKind
 }
 
 public enum Method: UInt8, Sendable {

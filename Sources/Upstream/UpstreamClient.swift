@@ -441,7 +441,7 @@ public final class UpstreamClient: @unchecked Sendable {
                 exchange.inbox = Array(rest)  // after an interim answer
                 return true
             case .failure(let why):
-                fail(connection, exchange, .failed(why))
+                fail(connection, exchange, .failed(why.description))
                 return true
             case .complete(let head):
                 if head.status < 200 {
@@ -464,23 +464,6 @@ public final class UpstreamClient: @unchecked Sendable {
                 return true
             }
         }
-    }
-
-    /// Removes the lines whose names the answer's `Connection` field listed.
-    static func dropping(_ names: [[UInt8]], from block: [UInt8]) -> [UInt8] {
-        var kept: [UInt8] = []
-        kept.reserveCapacity(block.count)
-        var start = 0
-        while start < block.count {
-            var end = start
-            while end + 1 < block.count && !(block[end] == ASCII.cr && block[end + 1] == ASCII.lf) { end += 1 }
-            let name = block[start..<end].prefix { $0 != ASCII.colon }
-            if !names.contains(where: { name.equalsIgnoringCase($0) }) {
-                kept.append(contentsOf: block[start..<min(end + 2, block.count)])
-            }
-            start = end + 2
-        }
-        return kept
     }
 
     /// A field name starting with `X-Iamport-Proxy-`, in any case.
@@ -507,7 +490,6 @@ public final class UpstreamClient: @unchecked Sendable {
     /// False when the declared length is over the limit.
     private func beginAnswer(_ head: UpstreamHead, _ bytes: UnsafeRawBufferPointer, _ exchange: UpstreamExchange) -> Bool {
         var answer = UpstreamResponse(status: head.status)
-        var connectionOptions: [[UInt8]] = []
         if !head.reason.isEmpty {
             let phrase = UnsafeRawBufferPointer(rebasing: bytes[head.reason])
             // The usual phrase is written by the serializer byte for byte.
@@ -520,13 +502,6 @@ public final class UpstreamClient: @unchecked Sendable {
             switch field.kind {
             case .contentLength:
                 continue  // written again by the serializer
-            case .connection:
-                HeaderRules.forEachConnectionOption(bytes[field.value]) { option in
-                    if !option.equalsLowercased("close") && !option.equalsLowercased("keep-alive") {
-                        connectionOptions.append(option.map(ASCII.lower))
-                    }
-                }
-                continue
             case .requestID:
                 continue  // the proxy's own is added: the upstream cannot speak for the proxy
             case .keepAlive:
@@ -541,14 +516,15 @@ public final class UpstreamClient: @unchecked Sendable {
                 // `X-Iamport-Proxy-Replayed`, …).
                 if Self.isProxyField(bytes[field.name]) { continue }
             default:
-                if field.kind.isHopByHop { continue }
+                break
             }
+            // Hop-by-hop, or named in the answer's `Connection`: decided as for requests.
+            if head.isHopByHop(field, in: bytes) { continue }
             block.append(contentsOf: bytes[field.name.lowerBound..<field.value.upperBound])
             block.append(ASCII.cr)
             block.append(ASCII.lf)
         }
         answer.headerBlock = block
-        if !connectionOptions.isEmpty { answer.headerBlock = Self.dropping(connectionOptions, from: answer.headerBlock) }
         answer.declaredLength = head.contentLength
         let noBody = exchange.request.method == .head || head.status == 204 || head.status == 304
         if noBody {

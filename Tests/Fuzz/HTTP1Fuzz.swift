@@ -65,6 +65,16 @@ func checkAnswerHead(_ input: [UInt8]) {
         precondition(!field.name.isEmpty && field.value.upperBound <= head.length)
         for b in input[field.value] { precondition(b == 0x09 || b >= 0x20 && b != 0x7F) }
     }
+    // The fields its Connection names are tokens of the head, and hop-by-hop.
+    for name in head.connection.names {
+        precondition(!name.isEmpty && name.upperBound <= head.length)
+        precondition(input[name].allSatisfy { ASCII.isTokenChar[Int($0)] })
+    }
+    input.withUnsafeBytes { raw in
+        for field in head.fields where head.connection.names.contains(where: { input[$0].equalsIgnoringCase(input[field.name]) }) {
+            precondition(head.isHopByHop(field, in: raw))
+        }
+    }
 }
 
 

@@ -69,17 +69,6 @@ public enum ProxyError: String, Sendable, CaseIterable {
         }
     }
 
-    static func from(_ error: HTTPError) -> (ProxyError, String) {
-        switch error {
-        case .badRequest(let why): return (.badRequest, why)
-        case .methodNotAllowed: return (.notAllowed, "CONNECT and requests for other hosts are refused: this is not an open proxy")
-        case .uriTooLong: return (.uriTooLong, "request line too long")
-        case .headersTooLarge: return (.headersTooLarge, "request head too large")
-        case .bodyTooLarge: return (.bodyTooLarge, "request body too large")
-        case .notImplemented: return (.notImplemented, "only the chunked transfer coding is supported")
-        case .versionNotSupported: return (.versionNotSupported, "only HTTP/1.0 and HTTP/1.1 are supported")
-        }
-    }
 }
 
 /// `{"code":-1,"message":"...","response":null}`

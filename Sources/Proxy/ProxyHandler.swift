@@ -65,18 +65,6 @@ public final class ProxyHandler: HTTPHandler {
         case refused(Refusal, ServedAccount?)
     }
 
-    struct Refusal: Error {
-        let error: ProxyError
-        let message: String
-        /// Whose error shape the answer takes.
-        let api: AccountAPI
-        init(_ error: ProxyError, _ message: String, _ api: AccountAPI) {
-            self.error = error
-            self.message = message
-            self.api = api
-        }
-    }
-
     func route(_ head: RequestHead, _ routing: Routing) -> Route {
         // Refusals before the account is known still take the shape of the
         // account the request names, when it names one.
@@ -130,7 +118,7 @@ public final class ProxyHandler: HTTPHandler {
         let context = contexts[loop.index]
         guard case .refused(let refusal, let account) = route(head, context.routing) else { return nil }
         let requestID = requestID(for: head, on: context)
-        let response = refusal.error.response(refusal.message, requestID: requestID, api: refusal.api)
+        let response = refusal.response(requestID: requestID)
         record(status: response.status, method: head.method, account: account)
         logAccess(head: head, requestID: requestID, clientAddress: clientAddress, context: context, account: account,
                   status: response.status, upstreamStatus: nil, bytes: response.body.count, startedAt: nil,
@@ -156,7 +144,7 @@ public final class ProxyHandler: HTTPHandler {
             forward(request, account: account, path: path, requestID: requestID, context: context, responder: responder)
         case .refused(let refusal, let account):
             // screen() refused these already, unless a reload came in between.
-            respond(refusal.error.response(refusal.message, requestID: requestID, api: refusal.api), request, requestID,
+            respond(refusal.response(requestID: requestID), request, requestID,
                     responder, context: context, account: account,
                     error: (refusal.error, refusal.message))
         }
@@ -176,9 +164,9 @@ public final class ProxyHandler: HTTPHandler {
         }
         if candidates.count == 1, let account = candidates.first {
             guard account.api == .v1 else {
-                return (ProxyError.forbidden.response(
-                    "a v2 account has no /users/getToken: give its client token to the V2 SDK as its API secret",
-                    requestID: requestID, api: .v2), account)
+                return (Refusal(
+                    .forbidden, "a v2 account has no /users/getToken: give its client token to the V2 SDK as its API secret",
+                    .v2).response(requestID: requestID), account)
             }
             return (LocalAnswers.getToken(body: body, clientToken: account.configuration.clientToken, requestID: requestID),
                     account)
@@ -192,8 +180,8 @@ public final class ProxyHandler: HTTPHandler {
             }
         }
         guard let match else {
-            return (ProxyError.clientUnauthorized.response(
-                "imp_secret is the client token of no v1 account on this listener", requestID: requestID), nil)
+            return (Refusal(.clientUnauthorized, "imp_secret is the client token of no v1 account on this listener")
+                .response(requestID: requestID), nil)
         }
         return (LocalAnswers.getToken(body: body, clientToken: match.configuration.clientToken, requestID: requestID),
                 match)
@@ -201,12 +189,12 @@ public final class ProxyHandler: HTTPHandler {
 
     private func localEndpoint(_ head: RequestHead, _ path: RequestPath, _ routing: Routing, requestID: [UInt8]) -> Response {
         guard head.method == .get || head.method == .head else {
-            return ProxyError.notAllowed.response("local endpoints answer GET and HEAD only", requestID: requestID)
+            return Refusal(.notAllowed, "local endpoints answer GET and HEAD only").response(requestID: requestID)
         }
         if path.canonicalEquals("/_proxy/healthz") { return LocalAnswers.health(requestID: requestID) }
         if path.canonicalEquals("/_proxy/readyz") { return readiness(path, routing, requestID: requestID) }
         if path.canonicalEquals("/_proxy/metrics") { return LocalAnswers.metrics(renderMetrics(), requestID: requestID) }
-        return ProxyError.notFound.response("no such local endpoint", requestID: requestID)
+        return Refusal(.notFound, "no such local endpoint").response(requestID: requestID)
     }
 
     /// Ready when every account is (`?account=NAME`: that one). A V1 account
@@ -220,7 +208,7 @@ public final class ProxyHandler: HTTPHandler {
         if let wanted = path.queryValue("account") {
             accounts = accounts.filter { $0.name.utf8.elementsEqual(wanted) }
             guard !accounts.isEmpty else {
-                return ProxyError.notFound.response("no account of that name", requestID: requestID)
+                return Refusal(.notFound, "no account of that name").response(requestID: requestID)
             }
         }
         return LocalAnswers.readiness(accounts.map { ($0.name, $0.tokens?.status()) }, requestID: requestID)
@@ -447,20 +435,19 @@ public final class ProxyHandler: HTTPHandler {
 
     public func errorResponse(_ error: ServerError, head: RequestHead?) -> Response {
         let requestID = head.map { self.requestID(for: $0, on: nil) } ?? generatedRequestID(nil)
-        let (kind, message) = Self.describe(error)
-        return kind.response(message, requestID: requestID, api: core.routing.routing.shape(of: listener))
+        return Refusal(error, core.routing.routing.shape(of: listener)).response(requestID: requestID)
     }
 
     public func didRespondOnItsOwn(_ error: ServerError, status: Int, head: RequestHead?, clientAddress: String) {
-        let (kind, message) = Self.describe(error)
+        let refusal = Refusal(error)
         if let head {
             logAccess(head: head, requestID: requestID(for: head, on: nil), clientAddress: clientAddress, account: nil,
-                      status: status,
-                      upstreamStatus: nil, bytes: 0, startedAt: nil, renewed: false, replayed: false, error: kind,
-                      message: message)
+                      status: status, upstreamStatus: nil, bytes: 0, startedAt: nil, renewed: false, replayed: false,
+                      error: refusal.error, message: refusal.message)
         } else {
             logger.info("request refused", metadata: [
-                "status": "\(status)", "error": "\(kind.rawValue)", "reason": "\(message)", "client": "\(clientAddress)",
+                "status": "\(status)", "error": "\(refusal.error.rawValue)", "reason": "\(refusal.message)",
+                "client": "\(clientAddress)",
             ])
         }
         record(status: status, method: head?.method ?? .other, account: nil)
@@ -468,16 +455,6 @@ public final class ProxyHandler: HTTPHandler {
 
     public func serverNotice(_ message: String) {
         logger.warning("\(message)")
-    }
-
-    static func describe(_ error: ServerError) -> (ProxyError, String) {
-        switch error {
-        case .malformed(let http): return ProxyError.from(http)
-        case .headerTimeout: return (.headerTimeout, "request head not complete within the header timeout")
-        case .bodyTimeout: return (.bodyTimeout, "request body not received in time")
-        case .overloaded: return (.overloaded, "too many open connections")
-        case .shuttingDown: return (.shuttingDown, "the proxy is shutting down")
-        }
     }
 
     // MARK: - Request IDs, metrics and the access log

@@ -8,6 +8,8 @@ public final class ProcessRunner: @unchecked Sendable {
     public let process: Process
     private let lock = NSLock()
     private var output = Data()
+    /// The pipe's end was read: the program and its children wrote their last.
+    private var endOfOutput = false
     private let pipe = Pipe()
 
     public init(_ path: String, arguments: [String], environment: [String: String], currentDirectory: String? = nil) throws {
@@ -22,9 +24,9 @@ public final class ProcessRunner: @unchecked Sendable {
         process.standardError = pipe
         pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
+            guard let self else { return }
             self.lock.lock()
-            self.output.append(data)
+            if data.isEmpty { self.endOfOutput = true } else { self.output.append(data) }
             self.lock.unlock()
         }
         try process.run()
@@ -70,7 +72,10 @@ public final class ProcessRunner: @unchecked Sendable {
             process.waitUntilExit()
         }
         process.waitUntilExit()
-        usleep(50_000)
+        // Everything written before the exit, however busy the machine: wait
+        // (a bounded while) for the reader to reach the pipe's end.
+        let drained = Date().addingTimeInterval(5)
+        while Date() < drained && !lock.withLock({ endOfOutput }) { usleep(5_000) }
         pipe.fileHandleForReading.readabilityHandler = nil
         return process.terminationStatus
     }

@@ -2,14 +2,6 @@ import HTTP1
 
 @testable import Server
 
-/// A stream source that counts what it is told.
-final class CountingSource: ResponseBodySource {
-    var resumed = 0
-    var cancelled = 0
-    func resume() { resumed += 1 }
-    func cancel() { cancelled += 1 }
-}
-
 /// A `ConnectionStateMachine` with a scripted peer instead of a socket: it
 /// performs the actions as `Connection` does, with a manual clock, a
 /// client that sends text and reads as much as `room` allows, and a handler

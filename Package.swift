@@ -62,6 +62,8 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "EventLoopsTests", dependencies: ["EventLoops", "CSystem"], swiftSettings: strict),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: strict),
+        // The server connection's state machine, with scripted bytes and a manual clock.
+        .testTarget(name: "ServerTests", dependencies: ["Server", "HTTP1"], swiftSettings: strict),
         .testTarget(name: "IamportTests", dependencies: ["Iamport", "EventLoops"], swiftSettings: strict),
         .testTarget(
             name: "ProxyTests",

@@ -59,7 +59,7 @@ public protocol ResponseBodySource: AnyObject {
 }
 
 /// The rest of a streamed body, written on the connection's loop. At most
-/// `Connection.streamHighWater` bytes wait for the client: `write` returns
+/// `ConnectionStateMachine.streamHighWater` bytes wait for the client: `write` returns
 /// false past that, and the source waits for `resume`.
 public struct ResponseBodyWriter {
     let connection: Connection

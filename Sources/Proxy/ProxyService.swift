@@ -69,13 +69,15 @@ public final class ProxyService: Sendable {
         var servers: [Server] = []
         var ownAddresses: [String: SocketAddress] = [:]
         var shared: SocketAddress?
+        // --max-connections bounds the process, whatever its listeners.
+        let budget = ConnectionBudget(limit: configuration.server.maxConnections)
         do {
             let listeners = [(configuration.server.listen, nil as String?)] + own.map { ($0.listen!, $0.name) }
             for (index, (listen, name)) in listeners.enumerated() {
                 var serverConfiguration = configuration.server
                 serverConfiguration.listen = listen
                 let handler = ProxyHandler(core: core, listener: ListenerID(index: index))
-                let server = Server(configuration: serverConfiguration, group: group, handler: handler)
+                let server = Server(configuration: serverConfiguration, group: group, handler: handler, budget: budget)
                 let address = try server.start()
                 servers.append(server)
                 if let name { ownAddresses[name] = address } else { shared = address }

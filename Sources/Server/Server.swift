@@ -49,10 +49,18 @@ public final class Server: Sendable {
     /// Signalled when the last connection closes during shutdown.
     private let lastClosed = DispatchSemaphore(value: 0)
 
-    public init(configuration: Configuration, group: EventLoopGroup, handler: any HTTPHandler) {
+    /// Connections open across every server that shares it.
+    private let budget: ConnectionBudget
+
+    /// `budget`: shared by the servers of one process (several listeners),
+    /// so that `maxConnections` bounds them together; by default this
+    /// server's own.
+    public init(configuration: Configuration, group: EventLoopGroup, handler: any HTTPHandler,
+                budget: ConnectionBudget? = nil) {
         self.configuration = configuration
         self.group = group
         self.handler = handler
+        self.budget = budget ?? ConnectionBudget(limit: configuration.maxConnections)
     }
 
     /// Connections open now.
@@ -186,20 +194,41 @@ public final class Server: Sendable {
     // MARK: - Accounting, called on loops
 
     func connectionOpened() -> Bool {
-        let now = open.wrappingAdd(1, ordering: .relaxed).newValue
-        if now > configuration.maxConnections {
-            open.wrappingSubtract(1, ordering: .relaxed)
-            return false
-        }
+        guard budget.take() else { return false }
+        open.wrappingAdd(1, ordering: .relaxed)
         accepted.wrappingAdd(1, ordering: .relaxed)
         return true
     }
 
     func connectionClosed() {
+        budget.give()
         if open.wrappingSubtract(1, ordering: .relaxed).newValue == 0 && isShuttingDown { lastClosed.signal() }
     }
 }
 
 extension HTTPHandler {
     public func serverNotice(_ message: String) {}
+}
+
+/// The connections a process may hold open at once, across its listeners.
+public final class ConnectionBudget: Sendable {
+    public let limit: Int
+    private let open = Atomic<Int>(0)
+
+    public init(limit: Int) {
+        self.limit = limit
+    }
+
+    /// Takes one connection's place; false when none is left.
+    func take() -> Bool {
+        if open.wrappingAdd(1, ordering: .relaxed).newValue > limit {
+            open.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    func give() {
+        open.wrappingSubtract(1, ordering: .relaxed)
+    }
 }

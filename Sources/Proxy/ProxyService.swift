@@ -25,10 +25,11 @@ public final class ProxyService: Sendable {
     /// The shared listener's server.
     public var server: Server { servers[0] }
 
-    /// The token cache of the first V1 account in force (tests and the
-    /// deliberate-crash knob use it).
+    /// The token cache of the first V1 account in force (tests use it; a
+    /// proxy of V2 accounts alone has none).
     public var tokens: TokenCache {
-        core.routing.routing.accounts.lazy.compactMap(\.tokens).first!
+        guard let first = tokenCaches.first else { preconditionFailure("no V1 account is served") }
+        return first
     }
 
     /// Builds and starts everything, and begins each V1 account's first
@@ -198,9 +199,11 @@ public final class ProxyService: Sendable {
             && a.allow.rules.map(\.description) == b.allow.rules.map(\.description) && a.tier == b.tier
     }
 
-    /// The accounts in force, by name, with whether each is ready (V1: holds
-    /// a valid token; V2: always).
+    /// The names of the accounts in force.
     public var accountNames: [String] { core.routing.routing.accounts.map(\.name) }
+
+    /// The token caches of the V1 accounts in force.
+    public var tokenCaches: [TokenCache] { core.routing.routing.accounts.compactMap(\.tokens) }
 
     // MARK: - Shutdown
 

@@ -179,8 +179,8 @@ func serve(_ options: CommonOptions) throws {
             lifecycle.notice("listening on \(address) for account \(account.name)", metadata: ["account": "\(account.name)"])
         }
     }
-    if env[DeliberateCrash.variable] == "1" {
-        DeliberateCrash.arm(service.tokens)
+    if env[DeliberateCrash.variable] == "1", let tokens = service.tokenCaches.first {
+        DeliberateCrash.arm(tokens)
     }
     let reloader = Reloader(options: options, env: env, service: service, logger: lifecycle, initial: resolved.global)
     let watcher = ConfigWatcher(paths: resolved.watchedPaths(options, env: env)) { changed in

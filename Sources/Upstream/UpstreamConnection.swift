@@ -12,7 +12,7 @@ import HTTP1
 /// and reads answers on it itself.
 ///
 /// Confined to its client's loop.
-final class UpstreamConnection: EventHandler {
+final class UpstreamConnection: EventHandler, PoolableConnection {
     enum State {
         case connecting
         case busy
@@ -30,8 +30,6 @@ final class UpstreamConnection: EventHandler {
     /// Whether an exchange has completed on it before: a request on a reused
     /// connection can meet a close the server sent while it was idle.
     var reused = false
-    /// Monotonic time after which an idle connection is closed, not reused.
-    var reusableUntil: UInt64 = 0
     /// The server's `Keep-Alive: timeout=N` less a margin, in nanoseconds.
     var serverIdleLimit: UInt64?
     /// EPOLLOUT is in the registered events.
@@ -42,6 +40,8 @@ final class UpstreamConnection: EventHandler {
         self.tls = tls
         self.client = client
     }
+
+    var isOpen: Bool { fd >= 0 }
 
     func handleEvent(_ events: UInt32) {
         client.connectionEvent(self, events)

@@ -26,17 +26,17 @@ public final class UpstreamClient: @unchecked Sendable {
     public let loop: EventLoop
     public let configuration: UpstreamConfiguration
     private let encoder: RequestEncoder
-    private var curl: CurlMulti!
-    private var pool: ConnectionPool<UpstreamConnection>
+    var curl: CurlMulti!
+    var pool: ConnectionPool<UpstreamConnection>
     /// Connected connections by descriptor. libcurl can close one of these
     /// itself (see `socketClosing`); this is how the client hears of it.
-    private var connectedByFD: [Int32: UpstreamConnection] = [:]
+    var connectedByFD: [Int32: UpstreamConnection] = [:]
     /// Connections whose socket libcurl closed, handled after the libcurl
     /// call that closed them has returned.
-    private var lost: [UpstreamConnection] = []
+    var lost: [UpstreamConnection] = []
     /// Running exchanges, for the timeout sweep.
-    private var running: [UpstreamExchange] = []
-    private var sweepDeadline: UInt64?
+    var running: [UpstreamExchange] = []
+    var sweepDeadline: UInt64?
     private let timeoutNanoseconds: UInt64
     /// A streamed chunked body's decoded bytes, on their way to the sink.
     private var decoded: [UInt8] = []
@@ -126,7 +126,7 @@ public final class UpstreamClient: @unchecked Sendable {
         exchange.machine.onReusedConnection = connection.reused
     }
 
-    private func connect(for exchange: UpstreamExchange) {
+    func connect(for exchange: UpstreamExchange) {
         switch curl.connect() {
         case .success(let connection):
             attach(exchange, to: connection)
@@ -185,59 +185,25 @@ public final class UpstreamClient: @unchecked Sendable {
 
     private func write(_ connection: UpstreamConnection) {
         guard let exchange = connection.exchange, case .writing(var sent) = exchange.machine.state else { return }
-        writing: while true {
-            let written: Int?
-            if sent < exchange.head.count {
-                written = exchange.head.withUnsafeBytes { head in
-                    let rest = UnsafeRawBufferPointer(rebasing: head[sent...])
-                    guard !exchange.bodyInHead, let body = exchange.request.body, !body.isEmpty else {
-                        return connection.send(rest)
-                    }
-                    // The head's rest and the body in one call where the
-                    // connection can (plain HTTP: one sendmsg).
-                    return body.withUnsafeBytes { connection.send(rest, then: $0) }
+        do {
+            while true {
+                guard let written = connection.sendRequest(exchange, from: sent) else {
+                    return perform(exchange.machine.connectionBroke("sending the request failed"), connection, exchange)
                 }
-            } else {
-                let offset = sent - exchange.head.count
-                written = exchange.request.body!.withUnsafeBytes { connection.send(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
-            }
-            guard let written else {
-                perform(exchange.machine.connectionBroke("sending the request failed"), connection, exchange)
-                return
-            }
-            if written == 0 {
                 // The socket is full: watch for room (small requests never get here).
-                if !connection.watchingWritable {
-                    do {
-                        try loop.modify(connection.fd, events: Self.readEvents | EventLoop.writable)
-                    } catch {
-                        perform(exchange.machine.connectionBroke("cannot watch the upstream connection: \(error)"),
-                                connection, exchange)
-                        return
-                    }
-                    connection.watchingWritable = true
-                }
-                return
+                if written == 0 { return try connection.watchWritable(true) }
+                guard case .writeMore(let from) = exchange.machine.wrote(written) else { break }
+                sent = from
             }
-            switch exchange.machine.wrote(written) {
-            case .writeMore(let from): sent = from
-            case .awaitAnswer: break writing
-            }
-        }
-        if connection.watchingWritable {
-            connection.watchingWritable = false
-            do {
-                try loop.modify(connection.fd, events: Self.readEvents)
-            } catch {
-                perform(exchange.machine.connectionBroke("cannot watch the upstream connection: \(error)"), connection, exchange)
-                return
-            }
+            try connection.watchWritable(false)
+        } catch {
+            perform(exchange.machine.connectionBroke("cannot watch the upstream connection: \(error)"), connection, exchange)
         }
         // No read now: the answer cannot be there yet, and trying would cost
         // a `recv` that fails with EAGAIN. Its arrival is an epoll event.
     }
 
-    private func read(_ connection: UpstreamConnection) {
+    func read(_ connection: UpstreamConnection) {
         while let exchange = connection.exchange, connection.state == .busy, !exchange.machine.isPaused {
             switch connection.receive(into: readBuffer) {
             case .bytes(let n):
@@ -257,7 +223,7 @@ public final class UpstreamClient: @unchecked Sendable {
 
     /// Does what the exchange's machine answered to an event; `bytes` are
     /// those the event read.
-    private func perform(_ action: ExchangeStateMachine.Action, _ connection: UpstreamConnection,
+    func perform(_ action: ExchangeStateMachine.Action, _ connection: UpstreamConnection,
                          _ exchange: UpstreamExchange, _ bytes: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) {
         switch action {
         case .none:
@@ -301,7 +267,7 @@ public final class UpstreamClient: @unchecked Sendable {
 
     /// Hands the outcome over, once: to the completion, or to the sink of a
     /// streamed answer whose head went out before.
-    private func finish(_ exchange: UpstreamExchange, _ result: Result<UpstreamResponse, UpstreamError>) {
+    func finish(_ exchange: UpstreamExchange, _ result: Result<UpstreamResponse, UpstreamError>) {
         retire(exchange)
         if let completion = exchange.completion {
             exchange.completion = nil
@@ -349,146 +315,5 @@ public final class UpstreamClient: @unchecked Sendable {
         exchange.sink = nil
         guard let connection = exchange.connection else { return }
         perform(exchange.machine.cancelled(), connection, exchange)
-    }
-
-    // MARK: - Connections
-
-    /// An answer ended: the connection goes back to the pool when it can
-    /// carry another request, else it closes.
-    private func release(_ connection: UpstreamConnection, of exchange: UpstreamExchange, reusable: Bool) {
-        guard reusable else {
-            close(connection)
-            return
-        }
-        connection.exchange = nil
-        connection.state = .idle
-        connection.reused = true
-        if let seconds = exchange.machine.keepAliveSeconds {
-            connection.serverIdleLimit = ConnectionPool<UpstreamConnection>.serverIdleLimit(keepAliveSeconds: seconds)
-        }
-        if let evicted = pool.park(connection, now: loop.now, serverIdleLimit: connection.serverIdleLimit) {
-            close(evicted)
-        }
-    }
-
-    /// An idle connection became readable: usually the server closing it (or
-    /// a TLS session ticket, which libcurl consumes). Anything else is
-    /// unexpected on an idle HTTP/1.1 connection.
-    private func probeIdle(_ connection: UpstreamConnection) {
-        var byte: UInt8 = 0
-        let stillOpen: Bool
-        if connection.tls {
-            stillOpen = withUnsafeMutableBytes(of: &byte) { connection.receive(into: $0) }.isWouldBlock
-        } else {
-            let n = Glibc.recv(connection.fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
-            stillOpen = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
-        }
-        if stillOpen { return }
-        pool.remove(connection)
-        close(connection)
-    }
-
-    /// libcurl is closing `fd`. Its connection cache still lists every
-    /// CONNECT_ONLY connection and may close one the proxy holds (a socket
-    /// error, a FIN, an age limit): the connection must hear of it before the
-    /// number is reused, or it would later write to, wait on or unregister
-    /// whatever descriptor gets that number next.
-    func socketClosing(_ fd: Int32) {
-        guard let connection = connectedByFD.removeValue(forKey: fd) else { return }
-        loop.unregister(fd, handler: connection)
-        connection.fd = -1
-        if lost.isEmpty {
-            // Inside a libcurl call: act once it has returned.
-            loop.schedule(at: 0) { [self] in handleLost() }
-        }
-        lost.append(connection)
-    }
-
-    /// Connections libcurl closed: idle ones leave the pool; an exchange on
-    /// one sees the connection end (a safe request on a reused connection
-    /// without any answer byte goes again on a fresh one; others fail).
-    private func handleLost() {
-        while let connection = lost.popLast() {
-            switch connection.state {
-            case .idle:
-                pool.remove(connection)
-                close(connection)
-            case .busy:
-                if let exchange = connection.exchange {
-                    perform(exchange.machine.connectionClosed(), connection, exchange)
-                } else {
-                    close(connection)
-                }
-            case .connecting, .closed:
-                break
-            }
-        }
-    }
-
-    /// Closes a connection (or stops its connect): out of the epoll set
-    /// first, then libcurl closes the socket as the handle leaves the multi
-    /// handle.
-    private func close(_ connection: UpstreamConnection) {
-        guard connection.state != .closed else { return }
-        connection.state = .closed
-        connection.exchange = nil
-        if connection.fd >= 0 {
-            connectedByFD.removeValue(forKey: connection.fd)
-            loop.unregister(connection.fd, handler: connection)
-            connection.fd = -1
-        }
-        curl.remove(connection)
-    }
-
-    /// Exchanges past their deadline fail with a timeout; their connections close.
-    private func sweep() {
-        let now = loop.now
-        var i = 0
-        while i < running.count {
-            let exchange = running[i]
-            if case .fail(let error) = exchange.machine.deadlineReached(now: now) {
-                if let connection = exchange.connection { close(connection) }
-                finish(exchange, .failure(error))  // moves the last one into slot i
-            } else {
-                i += 1
-            }
-        }
-        sweepDeadline = running.isEmpty ? nil : now &+ Self.sweepNanoseconds
-    }
-
-    /// Releases everything; on the loop, once no request is running.
-    public func close() {
-        loop.assertInLoop()
-        for exchange in running {
-            if let connection = exchange.connection { close(connection) }
-        }
-        running.removeAll()
-        pool.removeAll(closing: { close($0) })
-        lost.removeAll()
-        sweepDeadline = nil
-        curl.close()
-    }
-}
-
-extension UpstreamClient: DeadlineSource {
-    public var nextDeadline: UInt64? {
-        var next = curl.deadline ?? .max
-        if let d = sweepDeadline, d < next { next = d }
-        if let d = pool.nextSweep, d < next { next = d }
-        return next == .max ? nil : next
-    }
-
-    public func deadlineReached() {
-        let now = MonotonicClock.now()
-        curl.deadlineReached(now: now)
-        if let d = sweepDeadline, d <= now { sweep() }
-        if let d = pool.nextSweep, d <= now { pool.sweep(now: loop.now, closing: { close($0) }) }
-    }
-}
-
-extension UpstreamConnection.ReadResult {
-    var isWouldBlock: Bool {
-        if case .wouldBlock = self { return true }
-        return false
     }
 }

@@ -82,6 +82,29 @@ final class UpstreamConnection: EventHandler, PoolableConnection {
         return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : nil
     }
 
+    /// Writes `exchange`'s request from byte `offset` on: the head's rest
+    /// and the body together where the connection can (plain HTTP: one
+    /// `sendmsg`), then the body's rest. Bytes written, 0 when the socket
+    /// is full, or nil on error.
+    func sendRequest(_ exchange: UpstreamExchange, from offset: Int) -> Int? {
+        if offset < exchange.head.count {
+            return exchange.head.withUnsafeBytes { head in
+                let rest = UnsafeRawBufferPointer(rebasing: head[offset...])
+                guard !exchange.bodyInHead, let body = exchange.request.body, !body.isEmpty else { return send(rest) }
+                return body.withUnsafeBytes { send(rest, then: $0) }
+            }
+        }
+        let bodyOffset = offset - exchange.head.count
+        return exchange.request.body!.withUnsafeBytes { send(UnsafeRawBufferPointer(rebasing: $0[bodyOffset...])) }
+    }
+
+    /// Adds or removes write events (read events stay, edge-triggered).
+    func watchWritable(_ on: Bool) throws(SystemError) {
+        guard on != watchingWritable else { return }
+        try client.loop.modify(fd, events: UpstreamClient.readEvents | (on ? EventLoop.writable : 0))
+        watchingWritable = on
+    }
+
     enum ReadResult {
         case bytes(Int)
         case wouldBlock

@@ -64,6 +64,8 @@ let package = Package(
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: strict),
         // The server connection's state machine, with scripted bytes and a manual clock.
         .testTarget(name: "ServerTests", dependencies: ["Server", "HTTP1"], swiftSettings: strict),
+        // The upstream exchange's state machine and the pool, with scripted bytes and a manual clock.
+        .testTarget(name: "UpstreamTests", dependencies: ["Upstream", "HTTP1"], swiftSettings: strict),
         .testTarget(name: "IamportTests", dependencies: ["Iamport", "EventLoops"], swiftSettings: strict),
         .testTarget(
             name: "ProxyTests",

@@ -12,7 +12,7 @@ import HTTP1
 /// and reads answers on it itself.
 ///
 /// Confined to its client's loop.
-final class UpstreamConnection: EventHandler {
+final class UpstreamConnection: EventHandler, PoolableConnection {
     enum State {
         case connecting
         case busy
@@ -30,8 +30,6 @@ final class UpstreamConnection: EventHandler {
     /// Whether an exchange has completed on it before: a request on a reused
     /// connection can meet a close the server sent while it was idle.
     var reused = false
-    /// Monotonic time after which an idle connection is closed, not reused.
-    var reusableUntil: UInt64 = 0
     /// The server's `Keep-Alive: timeout=N` less a margin, in nanoseconds.
     var serverIdleLimit: UInt64?
     /// EPOLLOUT is in the registered events.
@@ -42,6 +40,8 @@ final class UpstreamConnection: EventHandler {
         self.tls = tls
         self.client = client
     }
+
+    var isOpen: Bool { fd >= 0 }
 
     func handleEvent(_ events: UInt32) {
         client.connectionEvent(self, events)
@@ -80,6 +80,29 @@ final class UpstreamConnection: EventHandler {
         }
         if n >= 0 { return n }
         return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : nil
+    }
+
+    /// Writes `exchange`'s request from byte `offset` on: the head's rest
+    /// and the body together where the connection can (plain HTTP: one
+    /// `sendmsg`), then the body's rest. Bytes written, 0 when the socket
+    /// is full, or nil on error.
+    func sendRequest(_ exchange: UpstreamExchange, from offset: Int) -> Int? {
+        if offset < exchange.head.count {
+            return exchange.head.withUnsafeBytes { head in
+                let rest = UnsafeRawBufferPointer(rebasing: head[offset...])
+                guard !exchange.bodyInHead, let body = exchange.request.body, !body.isEmpty else { return send(rest) }
+                return body.withUnsafeBytes { send(rest, then: $0) }
+            }
+        }
+        let bodyOffset = offset - exchange.head.count
+        return exchange.request.body!.withUnsafeBytes { send(UnsafeRawBufferPointer(rebasing: $0[bodyOffset...])) }
+    }
+
+    /// Adds or removes write events (read events stay, edge-triggered).
+    func watchWritable(_ on: Bool) throws(SystemError) {
+        guard on != watchingWritable else { return }
+        try client.loop.modify(fd, events: UpstreamClient.readEvents | (on ? EventLoop.writable : 0))
+        watchingWritable = on
     }
 
     enum ReadResult {

@@ -1,6 +1,6 @@
-import HTTP1
-
-/// A request on its way and its answer coming back.
+/// A request on its way and its answer coming back: what the client keeps
+/// of one exchange. Its protocol state is `machine`; the rest is who waits
+/// for the outcome and where it runs.
 final class UpstreamExchange {
     let request: UpstreamRequest
     /// Request line and fields, serialized once; the body follows from
@@ -9,59 +9,25 @@ final class UpstreamExchange {
     /// A small body on a TLS connection rides in `head`: one TLS record for
     /// the whole request instead of two.
     let bodyInHead: Bool
-    /// When the sweep fails it: the answer's head is due by then, and once
-    /// its body streams, each stretch of it (none while the client is behind).
-    var deadline: UInt64
+    var machine: ExchangeStateMachine
     var completion: ((Result<UpstreamResponse, UpstreamError>) -> Void)?
     var connection: UpstreamConnection?
     /// Position in the client's list of running exchanges.
     var slot = -1
-    /// Already moved once to a fresh connection after a reused one failed.
-    var retried = false
-
-    // Progress, reset for a retry.
-    var sent = 0
-    var receivedAny = false
-    /// The answer's bytes until its head is complete.
-    var inbox: [UInt8] = []
-    var answer: UpstreamResponse?
-    var framing = Framing.none
-    /// The connection cannot carry another request after this answer (the
-    /// server said `close`, or sent bytes past the answer's end).
-    var closeAfter = false
-    /// Body bytes received so far (checked against the answer size limit).
-    var bodyBytes = 0
-    /// The head went to the caller; the body goes to `sink` as it comes.
-    var streaming = false
+    /// Where a streamed body goes, once the caller has started the stream.
     var sink: UpstreamBodySink?
-    /// The sink is full: no reads until it asks for more.
-    var paused = false
 
-    enum Framing {
-        case none
-        case length(remaining: Int)
-        case chunked(ChunkedDecoder)
-        case untilClose
-    }
-
-    init(request: UpstreamRequest, head: [UInt8], bodyInHead: Bool = false, deadline: UInt64,
+    init(request: UpstreamRequest, head: [UInt8], bodyInHead: Bool, machine: ExchangeStateMachine,
          completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void) {
         self.request = request
         self.head = head
         self.bodyInHead = bodyInHead
-        self.deadline = deadline
+        self.machine = machine
         self.completion = completion
     }
 
-    var totalBytes: Int { head.count + (bodyInHead ? 0 : request.body?.count ?? 0) }
-
-    func resetProgress() {
-        sent = 0
-        receivedAny = false
-        inbox.removeAll(keepingCapacity: true)
-        answer = nil
-        framing = .none
-        closeAfter = false
-        bodyBytes = 0
+    /// The request's bytes: the head, then the body unless it is in the head.
+    static func totalBytes(head: [UInt8], bodyInHead: Bool, request: UpstreamRequest) -> Int {
+        head.count + (bodyInHead ? 0 : request.body?.count ?? 0)
     }
 }

@@ -107,14 +107,4 @@ import Testing
         Thread.sleep(forTimeInterval: 1.4)
         #expect(rig.idleCount() == 0, "closed a second before the server's keep-alive timeout")
     }
-
-    @Test func keepAliveTimeoutParameter() {
-        #expect(UpstreamClient.keepAliveTimeout(Array("timeout=5".utf8)) == 5)
-        #expect(UpstreamClient.keepAliveTimeout(Array("timeout=5, max=100".utf8)) == 5)
-        #expect(UpstreamClient.keepAliveTimeout(Array("max=100,  TIMEOUT=60".utf8)) == 60)
-        #expect(UpstreamClient.keepAliveTimeout(Array("max=100".utf8)) == nil)
-        #expect(UpstreamClient.keepAliveTimeout(Array("timeout=-1".utf8)) == nil)
-        #expect(UpstreamClient.keepAliveTimeout(Array("timeout=99999999999999999999".utf8)) == nil)
-        #expect(UpstreamClient.keepAliveTimeout(Array("timeout=".utf8)) == nil)
-    }
 }

@@ -1,0 +1,311 @@
+import CCurl
+#if canImport(Glibc)
+import Glibc
+#endif
+import EventLoops
+
+/// libcurl on one loop: the multi handle, driven with
+/// `curl_multi_socket_action` in the loop's epoll set, the easy handles
+/// (each connect a CONNECT_ONLY transfer: resolve, TCP, TLS with peer and
+/// host verification, no proxy), their error buffers, the TLS session share,
+/// the callbacks, and every `Unmanaged` pointer handed to libcurl. It tells
+/// its client when a connect finishes and when libcurl closes a socket.
+///
+/// The pointers are unretained: the client owns this object and every
+/// connection for as long as its easy handle is in the multi handle, and
+/// `remove` clears a connection's pointer as its handle leaves.
+///
+/// Confined to the client's loop.
+final class CurlMulti {
+    unowned let client: UpstreamClient
+    let loop: EventLoop
+    private let endpoint: Endpoint
+    private let configuration: UpstreamConfiguration
+    private var multi: UnsafeMutableRawPointer?
+    /// libcurl's sockets while it connects them.
+    private var sockets: [Int32: CurlSocket] = [:]
+    /// The deadline libcurl asked for (its timer callback).
+    private(set) var deadline: UInt64?
+    private var spareHandles: [UnsafeMutableRawPointer] = []
+    /// The loop's TLS session cache, set on every easy handle: without it
+    /// each handle keeps its own, and a handle that has never connected
+    /// (every one the pool adds as concurrency grows) does a full handshake.
+    /// Failure when it could not be made; every connect then fails with it.
+    /// None for plain HTTP, and once closed.
+    private var sessionShare: Result<UnsafeMutableRawPointer, UpstreamError>?
+    private var errorBuffers: [UnsafeMutableRawPointer: UnsafeMutablePointer<CChar>] = [:]
+
+    /// Easy handles kept for later connects.
+    static let maxSpareHandles = 64
+
+    init(client: UpstreamClient, loop: EventLoop, endpoint: Endpoint, configuration: UpstreamConfiguration) {
+        self.client = client
+        self.loop = loop
+        self.endpoint = endpoint
+        self.configuration = configuration
+        self.sessionShare = endpoint.tls ? Self.makeSessionShare() : nil
+    }
+
+    /// A share of TLS sessions alone. Not the DNS cache: every handle in a
+    /// multi handle already uses the multi handle's (libcurl 7.88,
+    /// `curl_multi_add_handle`), and there is one multi handle per loop. Not
+    /// the connection cache: the pool owns the connections (see
+    /// docs/architecture.md). No lock functions: libcurl needs them only when
+    /// handles sharing the data run on several threads, and every handle of
+    /// this share runs on the client's loop alone.
+    ///
+    /// libcurl 7.88 keeps one session per server, replaced by each ticket a
+    /// connection receives; OpenSSL lets a TLS 1.3 session resume one
+    /// handshake, so a connection that starts after another has resumed with
+    /// it, before that one's ticket is read, does a full handshake.
+    private static func makeSessionShare() -> Result<UnsafeMutableRawPointer, UpstreamError> {
+        guard let share = curl_share_init() else {
+            return .failure(.unreachable("cannot set up the TLS session cache: out of memory"))
+        }
+        let rc = ccurl_share_setopt_lock_data(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION)
+        guard rc == CURLSHE_OK else {
+            _ = curl_share_cleanup(share)  // no handle uses it yet
+            return .failure(.unreachable("cannot set up the TLS session cache: \(String(cString: curl_share_strerror(rc)))"))
+        }
+        return .success(share)
+    }
+
+    /// The multi handle, made on first use; the client then watches its deadlines.
+    @discardableResult
+    func start() -> UnsafeMutableRawPointer {
+        if let multi { return multi }
+        let m = curl_multi_init()!
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        ccurl_multi_setopt_socket_callback(m, Self.socketCallback)
+        ccurl_multi_setopt_pointer(m, CURLMOPT_SOCKETDATA, me)
+        ccurl_multi_setopt_timer_callback(m, Self.timerCallback)
+        ccurl_multi_setopt_pointer(m, CURLMOPT_TIMERDATA, me)
+        multi = m
+        loop.addDeadlineSource(client)
+        return m
+    }
+
+    // MARK: - Connects
+
+    /// Starts connecting a new connection; libcurl reports its end through
+    /// `client.connectFinished`.
+    func connect() -> Result<UpstreamConnection, UpstreamError> {
+        let multi = start()
+        let easy: UnsafeMutableRawPointer
+        if let spare = spareHandles.popLast() {
+            easy = spare
+        } else {
+            switch makeHandle() {
+            case .success(let made): easy = made
+            case .failure(let error): return .failure(error)
+            }
+        }
+        errorBuffers[easy]?[0] = 0
+        let connection = UpstreamConnection(easy: easy, tls: endpoint.tls, client: client)
+        var rc = ccurl_easy_setopt_pointer(easy, CURLOPT_PRIVATE, Unmanaged.passUnretained(connection).toOpaque())
+        if rc == CURLE_OK {
+            let added = curl_multi_add_handle(multi, easy)
+            if added == CURLM_OK { return .success(connection) }
+            _ = ccurl_easy_setopt_pointer(easy, CURLOPT_PRIVATE, nil)
+            spareHandles.append(easy)
+            return .failure(.unreachable("cannot start connecting: \(String(cString: curl_multi_strerror(added)))"))
+        }
+        rc = ccurl_easy_setopt_pointer(easy, CURLOPT_PRIVATE, nil)
+        spareHandles.append(easy)
+        return .failure(.unreachable("cannot start connecting: CURLOPT_PRIVATE: \(String(cString: curl_easy_strerror(rc)))"))
+    }
+
+    /// A handle that only connects; set up once, reused for later connections.
+    private func makeHandle() -> Result<UnsafeMutableRawPointer, UpstreamError> {
+        var share: UnsafeMutableRawPointer?
+        switch sessionShare {
+        case .failure(let error)?: return .failure(error)
+        case .success(let made)?: share = made
+        case nil: break
+        }
+        guard let easy = curl_easy_init() else {
+            return .failure(.unreachable("cannot set up a connection handle: out of memory"))
+        }
+        var setup = HandleSetup(easy)
+        setup.long(CURLOPT_CONNECT_ONLY, 1)
+        setup.string(CURLOPT_URL, endpoint.connectURL)
+        setup.long(CURLOPT_NOSIGNAL, 1)
+        // Never through a proxy from the environment (http_proxy, https_proxy).
+        setup.string(CURLOPT_PROXY, "")
+        setup.string(CURLOPT_PROTOCOLS_STR, "http,https")
+        setup.long(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
+        setup.long(CURLOPT_TCP_KEEPALIVE, 1)
+        // A CONNECT_ONLY connection stays in libcurl's connection cache, where
+        // it looks idle from the end of its connect on, whatever the proxy does
+        // with it; libcurl would close it there once older than this (118 s by
+        // default) the next time it opens a connection. The pool decides reuse.
+        setup.long(CURLOPT_MAXAGE_CONN, configuration.libcurlMaxConnectionAgeSeconds)
+        // libcurl's own receive buffer is never used (answers are read into
+        // the client's buffer): the smallest size spares 15 KiB a connection.
+        setup.long(CURLOPT_BUFFERSIZE, 1024)
+        setup.long(CURLOPT_CONNECTTIMEOUT_MS, max(1, min(configuration.timeoutMilliseconds, 10_000)))
+        if let caFile = configuration.caFile { setup.string(CURLOPT_CAINFO, caFile) }
+        setup.check(CURLOPT_CLOSESOCKETFUNCTION, ccurl_easy_setopt_closesocket_callback(easy, Self.closeSocketCallback))
+        setup.pointer(CURLOPT_CLOSESOCKETDATA, Unmanaged.passUnretained(self).toOpaque())
+        if let share { setup.pointer(CURLOPT_SHARE, share) }
+        let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        setup.pointer(CURLOPT_ERRORBUFFER, errorBuffer)
+        if let failure = setup.failure {
+            // Leaves the share (if it joined it) as it goes.
+            curl_easy_cleanup(easy)
+            errorBuffer.deallocate()
+            return .failure(.unreachable("cannot set up a connection handle: \(failure)"))
+        }
+        errorBuffers[easy] = errorBuffer
+        return .success(easy)
+    }
+
+    /// The connected socket, or the error a failed connect is reported as.
+    func connectedSocket(_ connection: UpstreamConnection, code: CURLcode) -> Result<Int32, UpstreamError> {
+        var fd: curl_socket_t = -1
+        if code == CURLE_OK { ccurl_easy_getinfo_socket(connection.easy, CURLINFO_ACTIVESOCKET, &fd) }
+        guard code == CURLE_OK, fd >= 0 else {
+            if code == CURLE_OPERATION_TIMEDOUT { return .failure(.timeout) }
+            return .failure(.unreachable(Self.connectFailure(code, errorText(connection.easy, code))))
+        }
+        // The socket is the connection's now, no longer watched as libcurl's.
+        if let socket = sockets.removeValue(forKey: fd) { loop.unregister(fd, handler: socket) }
+        return .success(fd)
+    }
+
+    /// What a failed connect means to an operator: a refused certificate
+    /// is a matter of the CA (`--upstream-ca-file`, the trust store), not
+    /// of the network or the credentials, and says so.
+    static func connectFailure(_ code: CURLcode, _ detail: String) -> String {
+        switch code {
+        case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+            return "the upstream's TLS certificate was refused (\(detail)); check the CA it is verified against "
+                + "(--upstream-ca-file, or the system trust store); nothing was sent"
+        case CURLE_SSL_CACERT_BADFILE:
+            return "the CA file to verify the upstream with cannot be used (\(detail)); nothing was sent"
+        case CURLE_SSL_CONNECT_ERROR:
+            return "the TLS handshake with the upstream failed (\(detail)); nothing was sent"
+        default:
+            return detail
+        }
+    }
+
+    private func errorText(_ easy: UnsafeMutableRawPointer, _ code: CURLcode) -> String {
+        let message = errorBuffers[easy].map { String(cString: $0) } ?? ""
+        return message.isEmpty ? String(cString: curl_easy_strerror(code)) : message
+    }
+
+    /// The connection's handle leaves the multi handle, which closes its
+    /// connection (libcurl closes the socket), and is kept for a later connect.
+    func remove(_ connection: UpstreamConnection) {
+        if let multi { curl_multi_remove_handle(multi, connection.easy) }
+        ccurl_easy_setopt_pointer(connection.easy, CURLOPT_PRIVATE, nil)
+        if spareHandles.count < Self.maxSpareHandles {
+            spareHandles.append(connection.easy)
+        } else {
+            curl_easy_cleanup(connection.easy)
+            errorBuffers.removeValue(forKey: connection.easy)?.deallocate()
+        }
+    }
+
+    /// Releases everything, once every connection is removed.
+    func close() {
+        deadline = nil
+        if let multi {
+            loop.removeDeadlineSource(client)
+            curl_multi_cleanup(multi)
+            self.multi = nil
+        }
+        for (fd, socket) in sockets { loop.unregister(fd, handler: socket) }
+        sockets.removeAll()
+        for easy in spareHandles {
+            curl_easy_cleanup(easy)
+            errorBuffers.removeValue(forKey: easy)?.deallocate()
+        }
+        spareHandles.removeAll()
+        // Last: libcurl refuses to free a share some easy handle still uses.
+        if case .success(let share)? = sessionShare {
+            let rc = curl_share_cleanup(share)
+            assert(rc == CURLSHE_OK, "TLS session share still in use: \(String(cString: curl_share_strerror(rc)))")
+            sessionShare = nil
+        }
+    }
+
+    // MARK: - Driving libcurl
+
+    private static let socketCallback: ccurl_socket_callback = { _, fd, what, userp, _ in
+        let curl = Unmanaged<CurlMulti>.fromOpaque(userp!).takeUnretainedValue()
+        curl.watch(fd, what: what)
+        return 0
+    }
+
+    private static let timerCallback: ccurl_timer_callback = { _, timeoutMs, userp in
+        let curl = Unmanaged<CurlMulti>.fromOpaque(userp!).takeUnretainedValue()
+        curl.deadline = timeoutMs < 0 ? nil : MonotonicClock.now() &+ UInt64(timeoutMs) &* 1_000_000
+        return 0
+    }
+
+    /// libcurl closes a socket: forget it first, so its number can be reused.
+    private static let closeSocketCallback: ccurl_closesocket_callback = { clientp, fd in
+        let curl = Unmanaged<CurlMulti>.fromOpaque(clientp!).takeUnretainedValue()
+        if let socket = curl.sockets.removeValue(forKey: fd) { curl.loop.unregister(fd, handler: socket) }
+        curl.client.socketClosing(fd)
+        return Glibc.close(fd)
+    }
+
+    private func watch(_ fd: Int32, what: Int32) {
+        if what == CURL_POLL_REMOVE {
+            if let socket = sockets.removeValue(forKey: fd) { loop.unregister(fd, handler: socket) }
+            return
+        }
+        var events: UInt32 = 0
+        if what & CURL_POLL_IN != 0 { events |= EventLoop.readable }
+        if what & CURL_POLL_OUT != 0 { events |= EventLoop.writable }
+        if let socket = sockets[fd] {
+            guard socket.events != events else { return }
+            do {
+                try loop.modify(fd, events: events)
+                socket.events = events
+                return
+            } catch {
+                // The number was closed without libcurl's close-socket
+                // callback (its resolver's socket pair) and is a new socket
+                // now: register that one.
+                sockets.removeValue(forKey: fd)
+                loop.unregister(fd, handler: socket)
+            }
+        }
+        do {
+            let socket = CurlSocket(fd: fd, curl: self)
+            try loop.register(fd, events: events, handler: socket)
+            socket.events = events
+            sockets[fd] = socket
+        } catch {
+            // libcurl then times the connect out.
+        }
+    }
+
+    /// libcurl's timer is due.
+    func deadlineReached(now: UInt64) {
+        if let d = deadline, d <= now {
+            deadline = nil
+            socketAction(CURL_SOCKET_TIMEOUT, events: 0)
+        }
+    }
+
+    func socketAction(_ fd: Int32, events: Int32) {
+        guard let multi else { return }
+        var running: Int32 = 0
+        curl_multi_socket_action(multi, fd, events, &running)
+        var remaining: Int32 = 0
+        while let message = curl_multi_info_read(multi, &remaining) {
+            guard ccurl_msg_kind(message) == CURLMSG_DONE, let easy = ccurl_msg_easy(message) else { continue }
+            let code = ccurl_msg_result(message)
+            var context: UnsafeMutableRawPointer?
+            ccurl_easy_getinfo_pointer(easy, CURLINFO_PRIVATE, &context)
+            guard let context else { continue }
+            client.connectFinished(Unmanaged<UpstreamConnection>.fromOpaque(context).takeUnretainedValue(), code: code)
+        }
+    }
+}

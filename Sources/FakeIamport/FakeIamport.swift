@@ -88,6 +88,9 @@ public final class FakeIamport: HTTPHandler {
         var configuration: Configuration
         /// Secrets getToken accepts besides the configured one (a rotation).
         var extraSecrets: Set<String> = []
+        /// The `imp_secret` of the last getToken, kept apart from `recorded`
+        /// (which a long run trims).
+        var lastSubmittedSecret: String?
         var current: IssuedToken?
         var valid: [String: Int] = [:]  // token -> expired_at
         var getTokenCalls = 0
@@ -214,6 +217,9 @@ public final class FakeIamport: HTTPHandler {
         }
     }
 
+    /// The `imp_secret` the last getToken carried.
+    public var lastSubmittedSecret: String? { state.withLock { $0.lastSubmittedSecret } }
+
     public func revokeTokens() {
         state.withLock {
             $0.valid.removeAll()
@@ -300,6 +306,7 @@ public final class FakeIamport: HTTPHandler {
                 return Self.envelope(status: failure.status, code: -1, message: failure.message, response: "null")
             }
             let secret = Self.field("imp_secret", in: text)
+            s.lastSubmittedSecret = secret
             guard Self.field("imp_key", in: text) == s.configuration.apiKey,
                 secret == s.configuration.apiSecret || secret.map(s.extraSecrets.contains) == true
             else {

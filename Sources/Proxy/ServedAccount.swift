@@ -115,12 +115,15 @@ final class Routing: Sendable {
     let selector: AccountSelector
     /// For each own listener (by `ListenerID.index - 1`), the name of its account.
     let ownListenerAccounts: [String]
+    /// The same as indexes into `accounts`, found once, not per request.
+    private let ownListenerIndexes: [Int?]
     let generation: UInt64
 
     init(accounts: [ServedAccount], ownListenerAccounts: [String], generation: UInt64) {
         self.accounts = accounts
         self.selector = AccountSelector(accounts.map(\.configuration))
         self.ownListenerAccounts = ownListenerAccounts
+        self.ownListenerIndexes = ownListenerAccounts.map { name in accounts.firstIndex { $0.name == name } }
         self.generation = generation
     }
 
@@ -131,8 +134,7 @@ final class Routing: Sendable {
     /// The listener as the selector knows it.
     func selectorListener(_ listener: ListenerID) -> AccountListener? {
         guard listener.index > 0 else { return .shared }
-        let name = ownListenerAccounts[listener.index - 1]
-        return accounts.firstIndex { $0.name == name }.map { .own($0) }
+        return ownListenerIndexes[listener.index - 1].map { .own($0) }
     }
 
     /// The account that serves a request arriving on `listener` (its client
@@ -151,7 +153,7 @@ final class Routing: Sendable {
     /// that selects no account: 401 in the V1 envelope").
     func shape(of listener: ListenerID) -> AccountAPI {
         if listener.index > 0 {
-            return account(named: ownListenerAccounts[listener.index - 1])?.api ?? .v1
+            return ownListenerIndexes[listener.index - 1].map { accounts[$0].api } ?? .v1
         }
         return selector.sharedCount == 1 ? accounts[selector.sharedIndexes[0]].api : .v1
     }

@@ -24,7 +24,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import BINARY, TOKEN_BODY, Processes, cpu_ticks, free_port, payment_json, run_wrk, wait_port  # noqa: E402
+from bench import BINARY, Processes, cpu_ticks, free_port, payment_json, run_wrk, wait_port, write_upstream_conf  # noqa: E402
 
 
 class Started(Processes):
@@ -64,28 +64,7 @@ def main():
 def run(work, procs, binaries, args):
     payment = payment_json()
     up = free_port()
-    escaped = payment.replace("\\", "\\\\").replace("'", "\\'")
-    temp_paths = " ".join(f"{kind}_temp_path {work}/tmp;" for kind in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"])
-    os.makedirs(os.path.join(work, "tmp"), exist_ok=True)
-    with open(os.path.join(work, "upstream.conf"), "w") as f:
-        f.write(f"""
-worker_processes 1;
-pid {work}/upstream.pid;
-error_log {work}/upstream-error.log warn;
-events {{ worker_connections 8192; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 120s;
-    default_type application/json;
-    {temp_paths}
-    server {{
-        listen 127.0.0.1:{up} backlog=4096;
-        location = /users/getToken {{ return 200 '{TOKEN_BODY}'; }}
-        location / {{ return 200 '{escaped}'; }}
-    }}
-}}
-""")
+    write_upstream_conf(work, payment, f"listen 127.0.0.1:{up} backlog=4096;")
     procs.start("upstream", ["nginx", "-c", f"{work}/upstream.conf", "-g", "daemon off;"], log=f"{work}/upstream.out")
     wait_port(up)
 

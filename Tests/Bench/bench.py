@@ -217,15 +217,20 @@ def main():
     report(results, facts, args)
 
 
-def write_configs(work, p, payment):
-    """The upstreams and the two reference proxies (nginx, HAProxy)."""
-    # nginx wants writable temporary directories.
-    temp_paths = " ".join(f"{kind}_temp_path {work}/tmp;" for kind in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"])
+def nginx_temp_paths(work):
+    """nginx wants writable temporary directories."""
     os.makedirs(os.path.join(work, "tmp"), exist_ok=True)
+    return " ".join(f"{kind}_temp_path {work}/tmp;" for kind in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"])
+
+
+def write_upstream_conf(work, payment, listens, keepalive_requests=1000000, keepalive_timeout=120, token_log=None):
+    """The fast upstream of every bench script: nginx, one worker, answering
+    GET and POST alike from memory (`return` reads and discards a request
+    body) with `payment`, and /users/getToken with TOKEN_BODY. Not a
+    contender: no access log, except getToken calls when `token_log` names a
+    file. `listens`: the `listen` (and `ssl_*`) lines of its server."""
     escaped = payment.replace("\\", "\\\\").replace("'", "\\'")
-    # The upstream: nginx, one worker, answers GET and POST alike from memory
-    # (`return` reads and discards a request body). Not a contender: no access
-    # log, except getToken calls, logged to count them.
+    token_access = f"access_log {token_log}; " if token_log else ""
     with open(os.path.join(work, "upstream.conf"), "w") as f:
         f.write(f"""
 worker_processes 1;
@@ -234,20 +239,26 @@ error_log {work}/upstream-error.log warn;
 events {{ worker_connections 8192; }}
 http {{
     access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 120s;
+    keepalive_requests {keepalive_requests};
+    keepalive_timeout {keepalive_timeout}s;
     default_type application/json;
-    {temp_paths}
+    {nginx_temp_paths(work)}
     server {{
-        listen 127.0.0.1:{p['up']} backlog=4096;
-        listen 127.0.0.1:{p['up_tls']} ssl backlog=4096;
-        ssl_certificate {work}/server.pem;
-        ssl_certificate_key {work}/server.key;
-        location = /users/getToken {{ access_log {work}/gettoken.log; return 200 '{TOKEN_BODY}'; }}
+        {listens}
+        location = /users/getToken {{ {token_access}return 200 '{TOKEN_BODY}'; }}
         location / {{ return 200 '{escaped}'; }}
     }}
 }}
 """)
+
+
+def write_configs(work, p, payment):
+    """The upstreams and the two reference proxies (nginx, HAProxy)."""
+    temp_paths = nginx_temp_paths(work)
+    write_upstream_conf(work, payment, f"""listen 127.0.0.1:{p['up']} backlog=4096;
+        listen 127.0.0.1:{p['up_tls']} ssl backlog=4096;
+        ssl_certificate {work}/server.pem;
+        ssl_certificate_key {work}/server.key;""", token_log=f"{work}/gettoken.log")
     # The 20 ms upstream: a HAProxy Lua service, one thread.
     with open(os.path.join(work, "slow.cfg"), "w") as f:
         f.write(f"""

@@ -38,7 +38,7 @@ import time
 import urllib.request
 import datetime
 
-from bench import BINARY, TOKEN_BODY, free_port, payment_json, rss_kib, to_ms, wait_port
+from bench import BINARY, free_port, payment_json, rss_kib, to_ms, wait_port, write_upstream_conf
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -269,30 +269,10 @@ def run(work, procs):
     with open(os.path.join(work, "payment.json"), "w") as f:
         f.write(payment_json())
     up, px = free_port(), free_port()
-    temp_paths = " ".join(f"{kind}_temp_path {work}/tmp;" for kind in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"])
-    os.makedirs(os.path.join(work, "tmp"), exist_ok=True)
-    escaped = payment_json().replace("\\", "\\\\").replace("'", "\\'")
     # The upstream as in bench.py, with a keep-alive timeout short enough to
     # see the pool drain within the run.
-    with open(os.path.join(work, "upstream.conf"), "w") as f:
-        f.write(f"""
-worker_processes 1;
-pid {work}/upstream.pid;
-error_log {work}/upstream-error.log warn;
-events {{ worker_connections 8192; }}
-http {{
-    access_log off;
-    keepalive_requests 100000000;
-    keepalive_timeout {UPSTREAM_IDLE}s;
-    default_type application/json;
-    {temp_paths}
-    server {{
-        listen 127.0.0.1:{up} backlog=4096;
-        location = /users/getToken {{ return 200 '{TOKEN_BODY}'; }}
-        location / {{ return 200 '{escaped}'; }}
-    }}
-}}
-""")
+    write_upstream_conf(work, payment_json(), f"listen 127.0.0.1:{up} backlog=4096;",
+                        keepalive_requests=100000000, keepalive_timeout=UPSTREAM_IDLE)
     procs.start(["nginx", "-c", f"{work}/upstream.conf", "-g", "daemon off;"],
                 stdout=open(f"{work}/upstream.out", "w"), stderr=subprocess.STDOUT)
     wait_port(up)

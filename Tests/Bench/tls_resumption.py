@@ -20,31 +20,14 @@ import argparse
 import http.client
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-TOKEN_BODY = '{"code":0,"message":null,"response":{"access_token":"bench-token","now":1700000000,"expired_at":1700001800}}'
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, seconds=10):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import TOKEN_BODY, free_port, wait_port  # noqa: E402
 
 
 def start_upstream(work, port, resumption, protocols, keepalive=False):

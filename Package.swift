@@ -41,7 +41,7 @@ let package = Package(
         // The config file of a multi-account proxy: YAML in, resolved accounts out.
         .target(
             name: "Accounts",
-            dependencies: ["Proxy", "Iamport", "Server", "HTTP1", .product(name: "Yams", package: "Yams")],
+            dependencies: ["Proxy", "Iamport", "Server", "HTTP1", "EventLoops", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
         .executableTarget(

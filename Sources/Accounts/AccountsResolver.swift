@@ -1,3 +1,4 @@
+import EventLoops
 import HTTP1
 import Iamport
 import Proxy

@@ -108,13 +108,16 @@ public final class EventLoop: @unchecked Sendable {
 
     private func wake() {
         var one: UInt64 = 1
-        _ = write(wakeFD, &one, 8)
+        // Fails only when the counter is at its maximum: the loop is awake then.
+        let written = write(wakeFD, &one, 8)
+        assert(written == 8 || errno == EAGAIN, "eventfd write: \(SystemError("write", errno: errno))")
     }
 
     // MARK: - Descriptors (on the loop only)
 
-    public func register(_ fd: Int32, events: UInt32, handler: EventHandler) throws(SystemError) {
+    public func register(_ socket: Socket, events: UInt32, handler: EventHandler) throws(SystemError) {
         assertInLoop()
+        let fd = socket.descriptor
         var ev = epoll_event(events: events, data: epoll_data_t(fd: fd))
         _ = try syscall("epoll_ctl(ADD)") { epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) }
         let slot = Int(fd)
@@ -124,31 +127,28 @@ public final class EventLoop: @unchecked Sendable {
         handlers[slot] = handler
     }
 
-    public func modify(_ fd: Int32, events: UInt32) throws(SystemError) {
+    public func modify(_ socket: Socket, events: UInt32) throws(SystemError) {
         assertInLoop()
-        var ev = epoll_event(events: events, data: epoll_data_t(fd: fd))
-        _ = try syscall("epoll_ctl(MOD)") { epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &ev) }
+        var ev = epoll_event(events: events, data: epoll_data_t(fd: socket.descriptor))
+        _ = try syscall("epoll_ctl(MOD)") { epoll_ctl(epfd, EPOLL_CTL_MOD, socket.descriptor, &ev) }
     }
 
-    /// Removes `fd` from the loop; the caller closes it afterwards. Only
-    /// the handler registered for `fd` can remove it: a handler holding a
+    /// Removes `socket` from the loop; the caller closes it afterwards. Only
+    /// the handler registered for it can remove it: a handler holding a
     /// number that was closed under it and reused (a descriptor of another
     /// owner now) must not take that owner's registration away.
     /// - Returns: whether `handler` was the one registered.
     @discardableResult
-    public func unregister(_ fd: Int32, handler: EventHandler) -> Bool {
+    public func unregister(_ socket: Socket, handler: EventHandler) -> Bool {
         assertInLoop()
-        guard fd >= 0, Int(fd) < handlers.count, handlers[Int(fd)] === handler else { return false }
-        handlers[Int(fd)] = nil
-        _ = epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil)
+        let slot = Int(socket.descriptor)
+        guard slot < handlers.count, handlers[slot] === handler else { return false }
+        handlers[slot] = nil
+        // Every caller unregisters before the descriptor is closed, so the
+        // kernel still knows it: a failure here is a bug of ours.
+        let rc = epoll_ctl(epfd, EPOLL_CTL_DEL, socket.descriptor, nil)
+        assert(rc == 0, "epoll_ctl(DEL) of \(socket): \(SystemError("epoll_ctl", errno: errno))")
         return true
-    }
-
-    /// The handler registered for `fd`, if any (for tests and assertions).
-    public func handler(for fd: Int32) -> EventHandler? {
-        assertInLoop()
-        guard fd >= 0, Int(fd) < handlers.count else { return nil }
-        return handlers[Int(fd)]
     }
 
     /// Every registered handler, for sweeps such as timeouts and shutdown.
@@ -218,7 +218,9 @@ public final class EventLoop: @unchecked Sendable {
                     let fd = ev.data.fd
                     if fd == wakeFD {
                         var value: UInt64 = 0
-                        _ = read(wakeFD, &value, 8)
+                        // Resets the counter; EAGAIN when another wake-up already did.
+                        let n = read(wakeFD, &value, 8)
+                        assert(n == 8 || errno == EAGAIN, "eventfd read: \(SystemError("read", errno: errno))")
                         continue
                     }
                     if Int(fd) < handlers.count, let handler = handlers[Int(fd)] {

@@ -12,14 +12,15 @@ import HTTP1
 ///
 /// `@unchecked Sendable`: confined to `loop`.
 final class Acceptor: EventHandler, @unchecked Sendable {
-    private var fd: Int32
+    private var socket: Socket?
     unowned let server: Server
     let loop: EventLoop
+    /// A descriptor held back for the moment the process has none left.
     private var reserveFD: Int32
     private var lastNotice: UInt64 = 0
 
-    init(fd: Int32, server: Server, loop: EventLoop) {
-        self.fd = fd
+    init(socket: Socket, server: Server, loop: EventLoop) {
+        self.socket = socket
         self.server = server
         self.loop = loop
         self.reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
@@ -29,79 +30,91 @@ final class Acceptor: EventHandler, @unchecked Sendable {
     /// taken first (and told the server is shutting down), because closing a
     /// listening socket resets every connection still in its queue.
     func stop() {
-        guard fd >= 0 else { return }
+        guard let socket else { return }
         handleEvent(0)
-        loop.unregister(fd, handler: self)
-        Glibc.close(fd)
-        fd = -1
-        if reserveFD >= 0 { Glibc.close(reserveFD); reserveFD = -1 }
+        loop.unregister(socket, handler: self)
+        socket.close()
+        self.socket = nil
+        closeReserve()
     }
 
     func handleEvent(_ events: UInt32) {
         // While stopping, until the queue is empty; otherwise 64 at a time,
         // so that one busy listener cannot starve the loop's connections.
         for _ in 0..<(server.isShuttingDown ? Int.max : 64) {
-            guard fd >= 0 else { return }
-            var storage = sockaddr_storage()
-            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-            let client = withUnsafeMutablePointer(to: &storage) { ptr in
-                ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    csystem_accept4(fd, $0, &length)
-                }
-            }
-            if client < 0 {
-                let code = errno
-                switch code {
-                case EAGAIN, EWOULDBLOCK:
-                    return
-                case EINTR, ECONNABORTED, EPROTO:
-                    continue
+            guard let socket else { return }
+            let client: Socket
+            let address: String
+            do {
+                guard let (accepted, peer) = try socket.accept() else { return }
+                client = accepted
+                address = peer.host
+            } catch {
+                switch error.errno {
+                case ECONNABORTED, EPROTO:
+                    continue  // that client gave up; the next one may be waiting
                 case EMFILE, ENFILE, ENOBUFS, ENOMEM:
-                    shedWithoutDescriptors(code)
+                    shedWithoutDescriptors(error)
                     return
                 default:
-                    notice("accept failed: \(SystemError("accept4", errno: code))")
+                    notice("accept failed: \(error)")
                     return
                 }
             }
-            let address = SocketAddress(storage: storage, length: length).host
             guard server.connectionOpened() else {
                 refuse(client, with: .overloaded, address: address)
                 continue
             }
-            var one: Int32 = 1
-            setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            do {
+                try client.setNoDelay()
+            } catch {
+                // Answers would wait on Nagle's algorithm: refused rather than slow.
+                notice("cannot set TCP_NODELAY on an accepted connection: \(error)")
+                client.close()
+                server.connectionClosed()
+                continue
+            }
             let target = server.group.next()
             let server = self.server
             if target === loop {
-                Connection(fd: client, loop: target, server: server, clientAddress: address).start()
+                Connection(socket: client, loop: target, server: server, clientAddress: address).start()
             } else {
                 target.execute {
-                    Connection(fd: client, loop: target, server: server, clientAddress: address).start()
+                    Connection(socket: client, loop: target, server: server, clientAddress: address).start()
                 }
             }
         }
     }
 
     /// Best effort: one non-blocking write of the error answer, then close.
-    private func refuse(_ client: Int32, with error: ServerError, address: String) {
+    /// A client that cannot take it (its window full, already gone) is
+    /// closed all the same: the connection is refused either way.
+    private func refuse(_ client: Socket, with error: ServerError, address: String) {
         let response = server.handler.errorResponse(error, head: nil)
         server.handler.didRespondOnItsOwn(error, status: response.status, head: nil, clientAddress: address)
         var out: [UInt8] = []
         ResponseSerializer.writeHead(response, requestMethod: .get, keepAlive: false, http10Client: false, into: &out)
         out.append(contentsOf: response.body)
-        _ = out.withUnsafeBytes { send(client, $0.baseAddress, $0.count, csystem_msg_nosignal) }
-        shutdown(client, csystem_shut_wr)
-        Glibc.close(client)
+        _ = try? out.withUnsafeBytes { try client.send($0) }
+        try? client.shutdownWrite()
+        client.close()
     }
 
-    private func shedWithoutDescriptors(_ code: Int32) {
-        notice("out of file descriptors (\(SystemError("accept4", errno: code))); shedding connections")
-        guard reserveFD >= 0 else { return }
-        Glibc.close(reserveFD)
-        let client = csystem_accept4(fd, nil, nil)
-        if client >= 0 { refuse(client, with: .overloaded, address: "unknown") }
+    /// Out of descriptors: the reserved one is given up for a moment, to
+    /// take the oldest waiting connection and refuse it, so the listener's
+    /// queue does not fill and readiness does not fire forever.
+    private func shedWithoutDescriptors(_ error: SystemError) {
+        notice("out of file descriptors (\(error)); shedding connections")
+        guard let socket, reserveFD >= 0 else { return }
+        closeReserve()
+        if let (client, _) = try? socket.accept() { refuse(client, with: .overloaded, address: "unknown") }
         reserveFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+    }
+
+    private func closeReserve() {
+        guard reserveFD >= 0 else { return }
+        if Glibc.close(reserveFD) != 0 { assert(errno != EBADF, "the reserved descriptor was closed elsewhere") }
+        reserveFD = -1
     }
 
     private func notice(_ message: String) {

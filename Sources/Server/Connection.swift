@@ -14,7 +14,7 @@ import HTTP1
 final class Connection: EventHandler, @unchecked Sendable {
     typealias Action = ConnectionStateMachine.Action
 
-    let fd: Int32
+    let socket: Socket
     let loop: EventLoop
     let server: Server
     let clientAddress: String
@@ -22,8 +22,8 @@ final class Connection: EventHandler, @unchecked Sendable {
     /// Edge-triggered: the socket may hold bytes until a read comes up short.
     private var readable = false
 
-    init(fd: Int32, loop: EventLoop, server: Server, clientAddress: String) {
-        self.fd = fd
+    init(socket: Socket, loop: EventLoop, server: Server, clientAddress: String) {
+        self.socket = socket
         self.loop = loop
         self.server = server
         self.clientAddress = clientAddress
@@ -35,10 +35,10 @@ final class Connection: EventHandler, @unchecked Sendable {
         loop.assertInLoop()
         do {
             try loop.register(
-                fd, events: EventLoop.readable | EventLoop.writable | EventLoop.hangup | EventLoop.edgeTriggered,
+                socket, events: EventLoop.readable | EventLoop.writable | EventLoop.hangup | EventLoop.edgeTriggered,
                 handler: self)
         } catch {
-            Glibc.close(fd)
+            socket.close()
             server.connectionClosed()
             _ = machine.closed()
             return
@@ -73,31 +73,38 @@ final class Connection: EventHandler, @unchecked Sendable {
                 return
             }
             guard readable else { return }
-            var readError: Int32 = 0
+            var outcome = Socket.ReadOutcome.wouldBlock
             var freeSpace = 0
+            var failed = false
             guard
-                let n = machine.read(
+                machine.read(
                     now: MonotonicClock.now(),
                     { free -> Int in
                         freeSpace = free.count
-                        let r = Glibc.read(fd, free.baseAddress, free.count)
-                        if r < 0 { readError = errno }
-                        return r
-                    })
+                        do {
+                            outcome = try socket.read(into: free)
+                        } catch {
+                            failed = true
+                            return -1
+                        }
+                        if case .bytes(let n) = outcome { return n }
+                        return 0
+                    }) != nil
             else { return }
-            if n > 0 {
+            switch outcome {
+            case _ where failed:
+                close()
+                return
+            case .bytes(let n):
                 // A short read drained the socket: with edge triggering, the next
                 // arrival raises a new event.
                 if n < freeSpace { readable = false }
-            } else if n == 0 {
+            case .end:
                 readable = false
                 perform(machine.peerClosed())
                 return
-            } else if readError == EAGAIN || readError == EWOULDBLOCK {
+            case .wouldBlock:
                 readable = false
-                return
-            } else if readError != EINTR {
-                close()
                 return
             }
         }
@@ -130,7 +137,12 @@ final class Connection: EventHandler, @unchecked Sendable {
             case .write:
                 action = flush()
             case .linger:
-                shutdown(fd, csystem_shut_wr)
+                do {
+                    try socket.shutdownWrite()
+                } catch {
+                    close()  // the peer is gone already: nothing to linger for
+                    return false
+                }
                 if machine.peerHasClosed {
                     close()
                     return false
@@ -150,8 +162,8 @@ final class Connection: EventHandler, @unchecked Sendable {
                 close()
                 return false
             case .reset:
-                var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
-                setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+                // A connection that cannot take SO_LINGER ends with a FIN instead.
+                try? socket.setResetOnClose()
                 close()
                 return false
             }
@@ -166,36 +178,22 @@ final class Connection: EventHandler, @unchecked Sendable {
     /// Writes pending output with one sendmsg of head and body.
     private func flush() -> Action {
         while true {
+            // Nothing (left) to write: the same step as the last byte written.
+            guard machine.hasPendingOutput else { return machine.wrote(0, now: MonotonicClock.now()) }
+            var failed = false
             let written = machine.withPendingOutput { head, body -> Int in
-                var iov = (iovec(), iovec())
-                var count = 0
-                withUnsafeMutableBytes(of: &iov) { raw in
-                    let vecs = raw.bindMemory(to: iovec.self)
-                    if !head.isEmpty {
-                        vecs[count] = iovec(iov_base: UnsafeMutableRawPointer(mutating: head.baseAddress!), iov_len: head.count)
-                        count += 1
-                    }
-                    if !body.isEmpty {
-                        vecs[count] = iovec(iov_base: UnsafeMutableRawPointer(mutating: body.baseAddress!), iov_len: body.count)
-                        count += 1
-                    }
-                }
-                return withUnsafeMutableBytes(of: &iov) { raw -> Int in
-                    var msg = msghdr()
-                    msg.msg_iov = raw.baseAddress!.assumingMemoryBound(to: iovec.self)
-                    msg.msg_iovlen = count
-                    return sendmsg(fd, &msg, csystem_msg_nosignal)
+                do {
+                    return try socket.send(head, body)
+                } catch {
+                    failed = true  // the peer reset the connection, or it broke
+                    return 0
                 }
             }
-            if written > 0 {
-                let next = machine.wrote(written, now: MonotonicClock.now())
-                if case .write = next { continue }
-                return next
-            }
-            let code = errno
-            if written < 0 && code == EINTR { continue }
-            if written < 0 && (code == EAGAIN || code == EWOULDBLOCK) { return machine.writeBlocked() }
-            return .close
+            if failed { return .close }
+            if written == 0 { return machine.writeBlocked() }
+            let next = machine.wrote(written, now: MonotonicClock.now())
+            if case .write = next { continue }
+            return next
         }
     }
 
@@ -263,8 +261,8 @@ final class Connection: EventHandler, @unchecked Sendable {
     func close() {
         guard !machine.isClosed else { return }
         let source = machine.closed()
-        loop.unregister(fd, handler: self)
-        Glibc.close(fd)
+        loop.unregister(socket, handler: self)
+        socket.close()
         server.connectionClosed()
         source?.cancel()
     }

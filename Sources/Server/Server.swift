@@ -73,37 +73,15 @@ public final class Server: Sendable {
     /// port when port 0 was asked for).
     public func start() throws -> SocketAddress {
         let address = try SocketAddress.resolve(configuration.listen)
-        let fd = try syscall("socket") {
-            socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        }
-        do {
-            var one: Int32 = 1
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-            var storage = address.storage
-            _ = try withUnsafePointer(to: &storage) { ptr throws(SystemError) in
-                try ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa throws(SystemError) in
-                    try syscall("bind(\(configuration.listen))") { bind(fd, sa, address.length) }
-                }
-            }
-            _ = try syscall("listen") { listen(fd, 1024) }
-        } catch {
-            Glibc.close(fd)
-            throw error
-        }
-        var bound = address
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        withUnsafeMutablePointer(to: &bound.storage) { ptr in
-            ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { _ = getsockname(fd, $0, &length) }
-        }
-        bound.length = length
+        let (socket, bound) = try Socket.listening(on: address, backlog: 1024)
         let loop = group.loops[0]
-        let acceptor = Acceptor(fd: fd, server: self, loop: loop)
+        let acceptor = Acceptor(socket: socket, server: self, loop: loop)
         self.acceptor.withLock { $0 = acceptor }
         for each in group.loops {
             each.execute { [self] in
                 if each === loop {
                     do {
-                        try loop.register(fd, events: EventLoop.readable, handler: acceptor)
+                        try loop.register(socket, events: EventLoop.readable, handler: acceptor)
                     } catch {
                         handler.serverNotice("cannot watch the listening socket: \(error)")
                     }

@@ -23,7 +23,7 @@ final class CurlMulti {
     private let configuration: UpstreamConfiguration
     private var multi: UnsafeMutableRawPointer?
     /// libcurl's sockets while it connects them.
-    private var sockets: [Int32: CurlSocket] = [:]
+    private var sockets: [Socket: CurlSocket] = [:]
     /// The deadline libcurl asked for (its timer callback).
     private(set) var deadline: UInt64?
     private var spareHandles: [UnsafeMutableRawPointer] = []
@@ -162,7 +162,7 @@ final class CurlMulti {
     }
 
     /// The connected socket, or the error a failed connect is reported as.
-    func connectedSocket(_ connection: UpstreamConnection, code: CURLcode) -> Result<Int32, UpstreamError> {
+    func connectedSocket(_ connection: UpstreamConnection, code: CURLcode) -> Result<Socket, UpstreamError> {
         var fd: curl_socket_t = -1
         if code == CURLE_OK { ccurl_easy_getinfo_socket(connection.easy, CURLINFO_ACTIVESOCKET, &fd) }
         guard code == CURLE_OK, fd >= 0 else {
@@ -170,8 +170,9 @@ final class CurlMulti {
             return .failure(.unreachable(Self.connectFailure(code, errorText(connection.easy, code))))
         }
         // The socket is the connection's now, no longer watched as libcurl's.
-        if let socket = sockets.removeValue(forKey: fd) { loop.unregister(fd, handler: socket) }
-        return .success(fd)
+        let socket = Socket(adopting: fd)
+        if let watched = sockets.removeValue(forKey: socket) { loop.unregister(socket, handler: watched) }
+        return .success(socket)
     }
 
     /// What a failed connect means to an operator: a refused certificate
@@ -217,7 +218,7 @@ final class CurlMulti {
             curl_multi_cleanup(multi)
             self.multi = nil
         }
-        for (fd, socket) in sockets { loop.unregister(fd, handler: socket) }
+        for (socket, watched) in sockets { loop.unregister(socket, handler: watched) }
         sockets.removeAll()
         for easy in spareHandles {
             curl_easy_cleanup(easy)
@@ -236,7 +237,7 @@ final class CurlMulti {
 
     private static let socketCallback: ccurl_socket_callback = { _, fd, what, userp, _ in
         let curl = Unmanaged<CurlMulti>.fromOpaque(userp!).takeUnretainedValue()
-        curl.watch(fd, what: what)
+        curl.watch(Socket(adopting: fd), what: what)
         return 0
     }
 
@@ -249,38 +250,40 @@ final class CurlMulti {
     /// libcurl closes a socket: forget it first, so its number can be reused.
     private static let closeSocketCallback: ccurl_closesocket_callback = { clientp, fd in
         let curl = Unmanaged<CurlMulti>.fromOpaque(clientp!).takeUnretainedValue()
-        if let socket = curl.sockets.removeValue(forKey: fd) { curl.loop.unregister(fd, handler: socket) }
-        curl.client.socketClosing(fd)
-        return Glibc.close(fd)
+        let socket = Socket(adopting: fd)
+        if let watched = curl.sockets.removeValue(forKey: socket) { curl.loop.unregister(socket, handler: watched) }
+        curl.client.socketClosing(socket)
+        socket.close()
+        return 0
     }
 
-    private func watch(_ fd: Int32, what: Int32) {
+    private func watch(_ socket: Socket, what: Int32) {
         if what == CURL_POLL_REMOVE {
-            if let socket = sockets.removeValue(forKey: fd) { loop.unregister(fd, handler: socket) }
+            if let watched = sockets.removeValue(forKey: socket) { loop.unregister(socket, handler: watched) }
             return
         }
         var events: UInt32 = 0
         if what & CURL_POLL_IN != 0 { events |= EventLoop.readable }
         if what & CURL_POLL_OUT != 0 { events |= EventLoop.writable }
-        if let socket = sockets[fd] {
-            guard socket.events != events else { return }
+        if let watched = sockets[socket] {
+            guard watched.events != events else { return }
             do {
-                try loop.modify(fd, events: events)
-                socket.events = events
+                try loop.modify(socket, events: events)
+                watched.events = events
                 return
             } catch {
                 // The number was closed without libcurl's close-socket
                 // callback (its resolver's socket pair) and is a new socket
                 // now: register that one.
-                sockets.removeValue(forKey: fd)
-                loop.unregister(fd, handler: socket)
+                sockets.removeValue(forKey: socket)
+                loop.unregister(socket, handler: watched)
             }
         }
         do {
-            let socket = CurlSocket(fd: fd, curl: self)
-            try loop.register(fd, events: events, handler: socket)
-            socket.events = events
-            sockets[fd] = socket
+            let watched = CurlSocket(socket: socket, curl: self)
+            try loop.register(socket, events: events, handler: watched)
+            watched.events = events
+            sockets[socket] = watched
         } catch {
             // libcurl then times the connect out.
         }

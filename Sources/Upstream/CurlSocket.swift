@@ -3,12 +3,12 @@ import EventLoops
 
 /// A socket of libcurl's, in the loop's epoll set while libcurl connects it.
 final class CurlSocket: EventHandler {
-    let fd: Int32
+    let socket: Socket
     unowned let curl: CurlMulti
     var events: UInt32?
 
-    init(fd: Int32, curl: CurlMulti) {
-        self.fd = fd
+    init(socket: Socket, curl: CurlMulti) {
+        self.socket = socket
         self.curl = curl
     }
 
@@ -17,6 +17,6 @@ final class CurlSocket: EventHandler {
         if events & (EventLoop.readable | EventLoop.hangup) != 0 { bits |= CURL_CSELECT_IN }
         if events & EventLoop.writable != 0 { bits |= CURL_CSELECT_OUT }
         if events & EventLoop.error != 0 { bits |= CURL_CSELECT_ERR }
-        curl.socketAction(fd, events: bits)
+        curl.socketAction(socket.descriptor, events: bits)
     }
 }

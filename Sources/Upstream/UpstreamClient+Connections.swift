@@ -34,8 +34,8 @@ extension UpstreamClient {
         if connection.tls {
             stillOpen = withUnsafeMutableBytes(of: &byte) { connection.receive(into: $0) }.isWouldBlock
         } else {
-            let n = Glibc.recv(connection.fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
-            stillOpen = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
+            // Bytes or the end on an idle connection, or a broken socket: all the same, it goes.
+            stillOpen = (try? connection.socket?.hasInputOrEnd()) == false
         }
         if stillOpen { return }
         pool.remove(connection)
@@ -47,10 +47,10 @@ extension UpstreamClient {
     /// error, a FIN, an age limit): the connection must hear of it before the
     /// number is reused, or it would later write to, wait on or unregister
     /// whatever descriptor gets that number next.
-    func socketClosing(_ fd: Int32) {
-        guard let connection = connectedByFD.removeValue(forKey: fd) else { return }
-        loop.unregister(fd, handler: connection)
-        connection.fd = -1
+    func socketClosing(_ socket: Socket) {
+        guard let connection = connectedBySocket.removeValue(forKey: socket) else { return }
+        loop.unregister(socket, handler: connection)
+        connection.socket = nil
         if lost.isEmpty {
             // Inside a libcurl call: act once it has returned.
             loop.schedule(at: 0) { [self] in handleLost() }
@@ -86,10 +86,10 @@ extension UpstreamClient {
         guard connection.state != .closed else { return }
         connection.state = .closed
         connection.exchange = nil
-        if connection.fd >= 0 {
-            connectedByFD.removeValue(forKey: connection.fd)
-            loop.unregister(connection.fd, handler: connection)
-            connection.fd = -1
+        if let socket = connection.socket {
+            connectedBySocket.removeValue(forKey: socket)
+            loop.unregister(socket, handler: connection)
+            connection.socket = nil
         }
         curl.remove(connection)
     }

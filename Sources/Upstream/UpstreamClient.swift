@@ -30,7 +30,7 @@ public final class UpstreamClient: @unchecked Sendable {
     var pool: ConnectionPool<UpstreamConnection>
     /// Connected connections by descriptor. libcurl can close one of these
     /// itself (see `socketClosing`); this is how the client hears of it.
-    var connectedByFD: [Int32: UpstreamConnection] = [:]
+    var connectedBySocket: [Socket: UpstreamConnection] = [:]
     /// Connections whose socket libcurl closed, handled after the libcurl
     /// call that closed them has returned.
     var lost: [UpstreamConnection] = []
@@ -142,20 +142,20 @@ public final class UpstreamClient: @unchecked Sendable {
             close(connection)
             return
         }
-        let fd: Int32
+        let socket: Socket
         switch curl.connectedSocket(connection, code: code) {
-        case .success(let socket):
-            fd = socket
+        case .success(let connected):
+            socket = connected
         case .failure(let error):
             close(connection)
             finish(exchange, .failure(error))
             return
         }
         opened.add(1, ordering: .relaxed)
-        connection.fd = fd
-        connectedByFD[fd] = connection
+        connection.socket = socket
+        connectedBySocket[socket] = connection
         do {
-            try loop.register(fd, events: Self.readEvents, handler: connection)
+            try loop.register(socket, events: Self.readEvents, handler: connection)
         } catch {
             close(connection)
             finish(exchange, .failure(.unreachable("cannot watch the upstream connection: \(error)")))

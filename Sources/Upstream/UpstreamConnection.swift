@@ -24,8 +24,9 @@ final class UpstreamConnection: EventHandler, PoolableConnection {
     let tls: Bool
     unowned let client: UpstreamClient
     var state = State.connecting
-    /// Known once connected.
-    var fd: Int32 = -1
+    /// Known once connected; nil again once closed (libcurl may close it
+    /// first: see UpstreamClient.socketClosing).
+    var socket: Socket?
     var exchange: UpstreamExchange?
     /// Whether an exchange has completed on it before: a request on a reused
     /// connection can meet a close the server sent while it was idle.
@@ -41,7 +42,7 @@ final class UpstreamConnection: EventHandler, PoolableConnection {
         self.client = client
     }
 
-    var isOpen: Bool { fd >= 0 }
+    var isOpen: Bool { socket != nil }
 
     func handleEvent(_ events: UInt32) {
         client.connectionEvent(self, events)
@@ -49,9 +50,17 @@ final class UpstreamConnection: EventHandler, PoolableConnection {
 
     /// Writes from `buffer`; bytes written, 0 when the socket is full, or nil on error.
     func send(_ buffer: UnsafeRawBufferPointer) -> Int? {
-        if fd < 0 { return nil }  // closed under it (see UpstreamClient.socketClosing)
-        if buffer.isEmpty { return 0 }
+        send(buffer, then: UnsafeRawBufferPointer(start: nil, count: 0))
+    }
+
+    /// Writes `first` then `second` in one call on plain HTTP (`sendmsg`
+    /// with both); on TLS, `first` alone (libcurl sends one buffer a call).
+    /// Bytes written, 0 when the socket is full, or nil on error.
+    func send(_ first: UnsafeRawBufferPointer, then second: UnsafeRawBufferPointer) -> Int? {
+        guard let socket else { return nil }
         if tls {
+            let buffer = first.isEmpty ? second : first
+            if buffer.isEmpty { return 0 }
             var n = 0
             let rc = curl_easy_send(easy, buffer.baseAddress, buffer.count, &n)
             if rc == CURLE_AGAIN { return 0 }
@@ -59,27 +68,7 @@ final class UpstreamConnection: EventHandler, PoolableConnection {
         }
         // Plain HTTP: libcurl would only wrap this same call (after finding
         // the connection in its cache), so the socket is written directly.
-        let n = Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL))
-        if n >= 0 { return n }
-        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : nil
-    }
-
-    /// Writes `first` then `second` in one call on plain HTTP (`sendmsg`
-    /// with both); on TLS, `first` alone (libcurl sends one buffer a call).
-    /// Bytes written, 0 when the socket is full, or nil on error.
-    func send(_ first: UnsafeRawBufferPointer, then second: UnsafeRawBufferPointer) -> Int? {
-        if tls || fd < 0 || first.isEmpty || second.isEmpty { return send(first.isEmpty ? second : first) }
-        var vectors = (
-            iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress!), iov_len: first.count),
-            iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress!), iov_len: second.count))
-        let n = withUnsafeMutableBytes(of: &vectors) { raw -> Int in
-            var message = msghdr()
-            message.msg_iov = raw.baseAddress!.assumingMemoryBound(to: iovec.self)
-            message.msg_iovlen = 2
-            return Glibc.sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
-        }
-        if n >= 0 { return n }
-        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : nil
+        return try? socket.send(first, second)
     }
 
     /// Writes `exchange`'s request from byte `offset` on: the head's rest
@@ -101,7 +90,8 @@ final class UpstreamConnection: EventHandler, PoolableConnection {
     /// Adds or removes write events (read events stay, edge-triggered).
     func watchWritable(_ on: Bool) throws(SystemError) {
         guard on != watchingWritable else { return }
-        try client.loop.modify(fd, events: UpstreamClient.readEvents | (on ? EventLoop.writable : 0))
+        guard let socket else { return }
+        try client.loop.modify(socket, events: UpstreamClient.readEvents | (on ? EventLoop.writable : 0))
         watchingWritable = on
     }
 
@@ -113,7 +103,7 @@ final class UpstreamConnection: EventHandler, PoolableConnection {
     }
 
     func receive(into buffer: UnsafeMutableRawBufferPointer) -> ReadResult {
-        if fd < 0 { return .closed }
+        guard let socket else { return .closed }
         if tls {
             var n = 0
             let rc = curl_easy_recv(easy, buffer.baseAddress, buffer.count, &n)
@@ -121,10 +111,14 @@ final class UpstreamConnection: EventHandler, PoolableConnection {
             if rc != CURLE_OK { return .failed(String(cString: curl_easy_strerror(rc))) }
             return n == 0 ? .closed : .bytes(n)
         }
-        let n = Glibc.recv(fd, buffer.baseAddress, buffer.count, 0)
-        if n > 0 { return .bytes(n) }
-        if n == 0 { return .closed }
-        if errno == EAGAIN || errno == EWOULDBLOCK { return .wouldBlock }
-        return .failed(SystemError("recv").description)
+        do {
+            switch try socket.read(into: buffer) {
+            case .bytes(let n): return .bytes(n)
+            case .end: return .closed
+            case .wouldBlock: return .wouldBlock
+            }
+        } catch {
+            return .failed(error.description)
+        }
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import EventLoops
 import Iamport
 import Server
 import Synchronization
@@ -14,24 +15,29 @@ enum ReadinessProbe {
         } catch {
             throw ConfigurationError("IAMPORT_PROXY_LISTEN / --listen: \(error)")
         }
-        let fd = socket(address.family, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw RuntimeFailure(description: "socket failed") }
-        defer { close(fd) }
-        var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        let connected = address.withSockaddr { connect(fd, $0, $1) }
-        guard connected == 0 else {
-            throw RuntimeFailure(description: "cannot connect to \(listen): \(String(cString: strerror(errno)))")
-        }
-        let request = Array("GET /_proxy/readyz HTTP/1.1\r\nHost: \(listen)\r\nConnection: close\r\n\r\n".utf8)
-        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         var buffer = [UInt8](repeating: 0, count: 512)
         var received = 0
-        while received < 12 {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + received, $0.count - received, 0) }
-            if n <= 0 { break }
-            received += n
+        do {
+            let socket = try Socket.stream(family: address.family, blocking: true)
+            defer { socket.close() }
+            try socket.setBlockingTimeouts(seconds: timeoutSeconds)
+            try socket.connect(to: address)
+            let request = Array("GET /_proxy/readyz HTTP/1.1\r\nHost: \(listen)\r\nConnection: close\r\n\r\n".utf8)
+            var sent = 0
+            while sent < request.count {
+                let n = try request.withUnsafeBytes { try socket.send(UnsafeRawBufferPointer(rebasing: $0[sent...])) }
+                guard n > 0 else { throw RuntimeFailure(description: "\(listen) did not take the request in \(timeoutSeconds) s") }
+                sent += n
+            }
+            while received < 12 {
+                let outcome = try buffer.withUnsafeMutableBytes {
+                    try socket.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[received...]))
+                }
+                guard case .bytes(let n) = outcome else { break }  // the end, or the timeout
+                received += n
+            }
+        } catch let error as SystemError {
+            throw RuntimeFailure(description: "cannot ask \(listen): \(error)")
         }
         guard received >= 12, buffer.starts(with: Array("HTTP/1.".utf8)),
             let code = Int(String(decoding: buffer[9..<12], as: UTF8.self))

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Accounts
+import EventLoops
 import HTTP1
 import Iamport
 import Logging

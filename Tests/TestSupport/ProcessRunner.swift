@@ -11,6 +11,8 @@ public final class ProcessRunner: @unchecked Sendable {
     /// The pipe's end was read: the program and its children wrote their last.
     private var endOfOutput = false
     private let pipe = Pipe()
+    private var exitedAt: Date?
+    private var secondsToStop: Double?
 
     public init(_ path: String, arguments: [String], environment: [String: String], currentDirectory: String? = nil) throws {
         process = Process()
@@ -72,6 +74,7 @@ public final class ProcessRunner: @unchecked Sendable {
             process.waitUntilExit()
         }
         process.waitUntilExit()
+        lock.withLock { exitedAt = Date() }
         // Everything written before the exit, however busy the machine: wait
         // (a bounded while) for the reader to reach the pipe's end.
         let drained = Date().addingTimeInterval(5)
@@ -81,9 +84,17 @@ public final class ProcessRunner: @unchecked Sendable {
     }
 
     public func stop() -> Int32 {
+        let signalled = Date()
         signal(SIGTERM)
-        return wait()
+        let status = wait()
+        lock.withLock { secondsToStop = exitedAt.map { $0.timeIntervalSince(signalled) } }
+        return status
     }
+
+    /// From the last `stop()`'s SIGTERM to the exit, without the wait for
+    /// the output pipe's end (which a child of another test that inherited
+    /// the pipe can hold open for a while).
+    public var lastStopSeconds: Double? { lock.withLock { secondsToStop } }
 
     public var pid: Int32 { process.processIdentifier }
 }

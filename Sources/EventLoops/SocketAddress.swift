@@ -72,10 +72,10 @@ public struct AddressError: Error, CustomStringConvertible, Sendable {
 
 extension SocketAddress {
     /// Calls `body` with the address as a `sockaddr` pointer and its length.
-    public func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+    public func withSockaddr<R, E: Error>(_ body: (UnsafePointer<sockaddr>, socklen_t) throws(E) -> R) throws(E) -> R {
         var copy = storage
-        return withUnsafePointer(to: &copy) { ptr in
-            ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) }
+        return try withUnsafePointer(to: &copy) { (ptr) throws(E) in
+            try ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { (sa) throws(E) in try body(sa, length) }
         }
     }
 }

@@ -76,7 +76,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "FakeIamportTests", dependencies: ["FakeIamport", "TestSupport"], swiftSettings: strict),
-        .testTarget(name: "AccountsTests", dependencies: ["Accounts", "Proxy", "Iamport"], swiftSettings: strict),
+        .testTarget(name: "AccountsTests", dependencies: ["Accounts", "Proxy", "Iamport", "EventLoops"], swiftSettings: strict),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["Accounts", "FakeIamport", "Server", "HTTP1", "EventLoops", "TestSupport"],

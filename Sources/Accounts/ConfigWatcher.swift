@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Dispatch
+import EventLoops
 import Synchronization
 
 /// Notices changes to the config file and the secret and CA files it names,
@@ -41,12 +42,12 @@ public final class ConfigWatcher: Sendable {
 
     private let queue = DispatchQueue(label: "iamport-proxy.config-watcher")
     private let onQueueKey = DispatchSpecificKey<Bool>()
-    private let interval: Duration
+    private let interval: Nanoseconds
     private let handler: Handler
     private let state: Mutex<State>
 
     /// `interval` is clamped to 10 ms ... 10 s.
-    public init(paths: [String], interval: Duration = .milliseconds(500), handler: @escaping Handler) {
+    public init(paths: [String], interval: Nanoseconds = .milliseconds(500), handler: @escaping Handler) {
         self.interval = min(max(interval, .milliseconds(10)), .seconds(10))
         self.handler = handler
         state = Mutex(State(detector: ChangeDetector(paths: Self.unique(paths))))
@@ -98,7 +99,7 @@ public final class ConfigWatcher: Sendable {
     }
 
     private func schedule(_ generation: Int) {
-        queue.asyncAfter(deadline: .now() + .nanoseconds(Self.nanoseconds(interval))) { [weak self] in
+        queue.asyncAfter(deadline: .now() + .nanoseconds(Int(interval))) { [weak self] in
             self?.poll(generation)
         }
     }
@@ -133,10 +134,6 @@ public final class ConfigWatcher: Sendable {
         return paths.filter { seen.insert($0).inserted }
     }
 
-    private static func nanoseconds(_ duration: Duration) -> Int {
-        let (seconds, attoseconds) = duration.components
-        return Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
-    }
 }
 
 /// Decides, from one poll's fingerprints after another, when to report a

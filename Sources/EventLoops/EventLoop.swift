@@ -9,18 +9,18 @@ public protocol EventHandler: AnyObject {
     /// Called on the loop's thread with the epoll event bits.
     func handleEvent(_ events: UInt32)
     /// Called about once a second with the loop's time, for timeouts.
-    func checkDeadline(now: UInt64)
+    func checkDeadline(now: Nanoseconds)
 }
 
 extension EventHandler {
-    public func checkDeadline(now: UInt64) {}
+    public func checkDeadline(now: Nanoseconds) {}
 }
 
 /// Something with one deadline the loop watches without a timer entry (a
 /// libcurl multi handle's timer changes with every request).
 public protocol DeadlineSource: AnyObject {
     /// Monotonic nanoseconds, or nil for none.
-    var nextDeadline: UInt64? { get }
+    var nextDeadline: Nanoseconds? { get }
     /// Called on the loop once `nextDeadline` has passed.
     func deadlineReached()
 }
@@ -45,7 +45,7 @@ public final class EventLoop: @unchecked Sendable {
     private var iterationHooks: [() -> Void] = []
     private var deadlineSources: [DeadlineSource] = []
     /// The monotonic time at the start of the current iteration.
-    public private(set) var now: UInt64 = MonotonicClock.now()
+    public private(set) var now: Nanoseconds = MonotonicClock.now()
 
     // The epoll bits as literals (Linux's ABI; a test checks them against
     // <sys/epoll.h>): a constant is folded where it is used, where a value
@@ -162,14 +162,14 @@ public final class EventLoop: @unchecked Sendable {
     public struct TimerID: Sendable, Hashable { let raw: UInt64 }
 
     @discardableResult
-    public func schedule(at deadline: UInt64, _ task: @escaping () -> Void) -> TimerID {
+    public func schedule(at deadline: Nanoseconds, _ task: @escaping () -> Void) -> TimerID {
         assertInLoop()
         return TimerID(raw: timers.schedule(at: deadline, task))
     }
 
     @discardableResult
-    public func schedule(afterMilliseconds ms: Int, _ task: @escaping () -> Void) -> TimerID {
-        schedule(at: MonotonicClock.now() &+ UInt64(max(0, ms)) &* 1_000_000, task)
+    public func schedule(after delay: Nanoseconds, _ task: @escaping () -> Void) -> TimerID {
+        schedule(at: MonotonicClock.now() &+ delay, task)
     }
 
     public func cancel(_ timer: TimerID) {

@@ -19,11 +19,11 @@ public final class Latch<Value: Sendable>: Sendable {
         if first { arrived.signal() }
     }
 
-    /// The value, once set; nil when `seconds` pass first.
+    /// The value, once set; nil when `timeout` passes first.
     @discardableResult
-    public func wait(seconds: Double? = nil) -> Value? {
-        if let seconds {
-            guard arrived.wait(timeout: .now() + .nanoseconds(Int(max(0, min(seconds, 86_400)) * 1e9))) == .success
+    public func wait(timeout: Nanoseconds? = nil) -> Value? {
+        if let timeout {
+            guard arrived.wait(timeout: .now() + .nanoseconds(Int(min(timeout, .seconds(86_400))))) == .success
             else { return value.withLock { $0 } }
         } else {
             arrived.wait()

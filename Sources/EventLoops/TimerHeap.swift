@@ -2,7 +2,7 @@
 /// are dropped lazily when they reach the top. Touched only on its loop.
 struct TimerHeap {
     private struct Entry {
-        var deadline: UInt64
+        var deadline: Nanoseconds
         var id: UInt64
     }
 
@@ -12,7 +12,7 @@ struct TimerHeap {
 
     var isEmpty: Bool { tasks.isEmpty }
 
-    mutating func schedule(at deadline: UInt64, _ task: @escaping () -> Void) -> UInt64 {
+    mutating func schedule(at deadline: Nanoseconds, _ task: @escaping () -> Void) -> UInt64 {
         let id = nextID
         nextID += 1
         tasks[id] = task
@@ -34,7 +34,7 @@ struct TimerHeap {
     var entryCount: Int { heap.count }
 
     /// The earliest live deadline.
-    mutating func nextDeadline() -> UInt64? {
+    mutating func nextDeadline() -> Nanoseconds? {
         while let top = heap.first {
             if tasks[top.id] != nil { return top.deadline }
             popTop()
@@ -43,7 +43,7 @@ struct TimerHeap {
     }
 
     /// Removes and returns the tasks due at `now`.
-    mutating func popDue(now: UInt64) -> [() -> Void] {
+    mutating func popDue(now: Nanoseconds) -> [() -> Void] {
         var due: [() -> Void] = []
         while let top = heap.first, top.deadline <= now {
             popTop()

@@ -182,7 +182,7 @@ public final class FakeIamport: HTTPHandler {
 
     /// Starts listening; returns the bound address.
     /// `idleTimeout`: how long it keeps an idle keep-alive connection open.
-    public func start(listen: String = "127.0.0.1:0", loops: Int = 1, idleTimeout: Double = 60) throws -> SocketAddress {
+    public func start(listen: String = "127.0.0.1:0", loops: Int = 1, idleTimeout: Nanoseconds = .seconds(60)) throws -> SocketAddress {
         try runner.start(self, listen: listen, loops: loops, idleTimeout: idleTimeout)
     }
 
@@ -292,7 +292,7 @@ public final class FakeIamport: HTTPHandler {
         if delay > 0 {
             let ms = delay
             let loop = request.loop
-            loop.execute { loop.schedule(afterMilliseconds: ms) { responder.respond(response) } }
+            loop.execute { loop.schedule(after: .milliseconds(ms)) { responder.respond(response) } }
         } else {
             responder.respond(response)
         }

@@ -121,7 +121,7 @@ public final class FakePortOneV2: HTTPHandler {
     // MARK: - Running
 
     /// Starts listening; returns the bound address.
-    public func start(listen: String = "127.0.0.1:0", loops: Int = 1, idleTimeout: Double = 60) throws -> SocketAddress {
+    public func start(listen: String = "127.0.0.1:0", loops: Int = 1, idleTimeout: Nanoseconds = .seconds(60)) throws -> SocketAddress {
         try runner.start(self, listen: listen, loops: loops, idleTimeout: idleTimeout)
     }
 
@@ -255,7 +255,7 @@ public final class FakePortOneV2: HTTPHandler {
         }
         if fault.hasPrefix("delay="), let ms = Int(fault.dropFirst(6)), ms > 0 {
             let loop = request.loop
-            loop.execute { loop.schedule(afterMilliseconds: min(ms, 600_000)) { finish() } }
+            loop.execute { loop.schedule(after: .milliseconds(min(ms, 600_000))) { finish() } }
         } else {
             finish()
         }

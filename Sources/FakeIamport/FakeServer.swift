@@ -11,7 +11,7 @@ final class FakeServer: Sendable {
 
     /// Starts listening with `handler`; returns the bound address.
     /// `idleTimeout`: how long an idle keep-alive connection stays open.
-    func start(_ handler: any HTTPHandler, listen: String, loops: Int, idleTimeout: Double) throws -> SocketAddress {
+    func start(_ handler: any HTTPHandler, listen: String, loops: Int, idleTimeout: Nanoseconds) throws -> SocketAddress {
         let group = try EventLoopGroup(count: loops)
         let server = Server(
             configuration: Server.Configuration(listen: listen, limits: Limits(maxBodyBytes: 16 << 20), idleTimeout: idleTimeout),
@@ -23,7 +23,7 @@ final class FakeServer: Sendable {
     }
 
     func stop() {
-        if let server = server.withLock({ $0 }) { server.shutdown(grace: 0.2) }
+        if let server = server.withLock({ $0 }) { server.shutdown(grace: .milliseconds(200)) }
         group.withLock { $0 }?.shutdown()
     }
 

@@ -220,7 +220,7 @@ public final class LogBatch: DeadlineSource {
     private let sink: LogSink
     private let storage = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: LogBatch.capacity)
     private var count = 0
-    private var oldestAt: UInt64 = 0
+    private var oldestAt: Nanoseconds = 0
 
     fileprivate init(sink: LogSink) {
         self.sink = sink
@@ -249,7 +249,7 @@ public final class LogBatch: DeadlineSource {
         count += cursor.count
     }
 
-    public var nextDeadline: UInt64? {
+    public var nextDeadline: Nanoseconds? {
         count == 0 ? nil : oldestAt &+ sink.flushNanoseconds
     }
 

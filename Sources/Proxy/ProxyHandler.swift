@@ -527,7 +527,7 @@ public final class ProxyHandler: HTTPHandler {
     private func logAccess(
         head: RequestHead, requestID: [UInt8], clientAddress: String, context: LoopContext? = nil,
         account: ServedAccount?, status: Int,
-        upstreamStatus: Int?, bytes: Int, startedAt: UInt64?, renewed: Bool, replayed: Bool, error: ProxyError?,
+        upstreamStatus: Int?, bytes: Int, startedAt: Nanoseconds?, renewed: Bool, replayed: Bool, error: ProxyError?,
         message: String?
     ) {
         guard accessLog.isOn else { return }

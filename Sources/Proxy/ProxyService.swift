@@ -211,13 +211,13 @@ public final class ProxyService: Sendable {
     /// finish (up to `grace` seconds in all), then the loops and libcurl are
     /// released.
     @discardableResult
-    public func shutdown(grace: Double = 10) -> Bool {
+    public func shutdown(grace: Nanoseconds = .seconds(10)) -> Bool {
         let started = MonotonicClock.now()
         for server in servers { server.beginShutdown() }
         var clean = true
         for server in servers {
-            let spent = Double(MonotonicClock.now() &- started) / 1e9
-            if !server.finishShutdown(grace: max(0, grace - spent)) { clean = false }
+            let spent = MonotonicClock.now() &- started
+            if !server.finishShutdown(grace: grace > spent ? grace - spent : 0) { clean = false }
         }
         for routing in [core.routing.routing] {
             for account in routing.accounts { account.tokens?.retire() }

@@ -17,7 +17,7 @@ final class Acceptor: EventHandler, @unchecked Sendable {
     let loop: EventLoop
     /// A descriptor held back for the moment the process has none left.
     private var reserveFD: Int32
-    private var lastNotice: UInt64 = 0
+    private var lastNotice: Nanoseconds = 0
 
     init(socket: Socket, server: Server, loop: EventLoop) {
         self.socket = socket

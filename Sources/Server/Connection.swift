@@ -253,7 +253,7 @@ final class Connection: EventHandler, @unchecked Sendable {
 
     // MARK: - Timeouts and closing
 
-    func checkDeadline(now: UInt64) {
+    func checkDeadline(now: Nanoseconds) {
         run(machine.deadlineReached(now: now))
     }
 

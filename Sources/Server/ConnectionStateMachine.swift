@@ -1,3 +1,4 @@
+import EventLoops
 import HTTP1
 
 /// The protocol of one server connection, without its socket: which phase it
@@ -17,13 +18,13 @@ struct ConnectionStateMachine {
         var body: UInt64
         /// For the whole request body, from its head.
         var bodyTotal: UInt64
-        var idle: UInt64
+        var idle: Nanoseconds
         /// Without progress writing an answer.
         var write: UInt64
         /// For the peer to close after our answer and half-close.
         var linger: UInt64
 
-        init(head: UInt64, body: UInt64, bodyTotal: UInt64, idle: UInt64, write: UInt64, linger: UInt64) {
+        init(head: Nanoseconds, body: Nanoseconds, bodyTotal: Nanoseconds, idle: Nanoseconds, write: Nanoseconds, linger: Nanoseconds) {
             self.head = head
             self.body = body
             self.bodyTotal = bodyTotal
@@ -33,11 +34,10 @@ struct ConnectionStateMachine {
         }
 
         init(_ configuration: Server.Configuration) {
-            func nanos(_ seconds: Double) -> UInt64 { UInt64(seconds * 1_000_000_000) }
             self.init(
-                head: nanos(configuration.headTimeout), body: nanos(configuration.bodyTimeout),
-                bodyTotal: nanos(configuration.bodyTotalTimeout), idle: nanos(configuration.idleTimeout),
-                write: nanos(configuration.writeTimeout), linger: 2_000_000_000)
+                head: configuration.headTimeout, body: configuration.bodyTimeout,
+                bodyTotal: configuration.bodyTotalTimeout, idle: configuration.idleTimeout,
+                write: configuration.writeTimeout, linger: .seconds(2))
         }
     }
 
@@ -53,8 +53,8 @@ struct ConnectionStateMachine {
         var bytes: [UInt8]
         /// The next byte is due by then, and the whole body by `totalDeadline`:
         /// a byte every few seconds does not hold a connection.
-        var deadline: UInt64
-        let totalDeadline: UInt64
+        var deadline: Nanoseconds
+        let totalDeadline: Nanoseconds
     }
 
     enum StreamPhase {
@@ -71,13 +71,13 @@ struct ConnectionStateMachine {
         var chunked: Bool
         var closeAfter: Bool
         /// While output is pending: the client must read some of it by then.
-        var writeDeadline: UInt64
+        var writeDeadline: Nanoseconds
     }
 
     enum State {
         /// Between requests (or before the first), no byte of the next head yet.
-        case idle(closeAt: UInt64)
-        case readingHead(deadline: UInt64)
+        case idle(closeAt: Nanoseconds)
+        case readingHead(deadline: Nanoseconds)
         /// The head is complete; the handler decides whether to refuse it
         /// before its body is read.
         case screening(RequestHead)
@@ -85,11 +85,11 @@ struct ConnectionStateMachine {
         /// The handler has the request; the head stays for the answer's framing.
         case processing(RequestHead)
         /// A whole answer is being written.
-        case writing(closeAfter: Bool, deadline: UInt64)
+        case writing(closeAfter: Bool, deadline: Nanoseconds)
         /// The head is out; the body is written as its source delivers it.
         case streaming(Stream)
         /// Answer sent, write side shut; reading until the peer closes.
-        case lingering(closeAt: UInt64)
+        case lingering(closeAt: Nanoseconds)
         case closed
         /// Only while a payload is changed in place: the state must not hold
         /// a second reference to a buffer being appended to (copy on write).
@@ -152,7 +152,7 @@ struct ConnectionStateMachine {
     /// The peer sent FIN: answer what is in progress, then close.
     private(set) var peerHasClosed = false
 
-    init(limits: Limits, timeouts: Timeouts, now: UInt64) {
+    init(limits: Limits, timeouts: Timeouts, now: Nanoseconds) {
         self.limits = limits
         self.timeouts = timeouts
         self.parser = HeadParser(limits: limits)
@@ -192,7 +192,7 @@ struct ConnectionStateMachine {
         return n
     }
 
-    private mutating func bytesArrived(now: UInt64) {
+    private mutating func bytesArrived(now: Nanoseconds) {
         switch state {
         case .idle:
             state = .readingHead(deadline: now &+ timeouts.head)
@@ -206,7 +206,7 @@ struct ConnectionStateMachine {
     }
 
     /// Works through the buffered bytes as far as the current phase allows.
-    mutating func processInput(now: UInt64, shuttingDown: Bool) -> Action {
+    mutating func processInput(now: Nanoseconds, shuttingDown: Bool) -> Action {
         switch state {
         case .idle, .readingHead:
             if input.isEmpty { return .readMore }
@@ -237,7 +237,7 @@ struct ConnectionStateMachine {
     }
 
     /// The handler's verdict on the head: `refusal` is answered at once.
-    mutating func screened(_ refusal: Response?, now: UInt64, shuttingDown: Bool) -> Action {
+    mutating func screened(_ refusal: Response?, now: Nanoseconds, shuttingDown: Bool) -> Action {
         guard case .screening(let head) = state else { return .wait }
         if let refusal {
             // The body, if any, stays unread: the connection cannot be reused;
@@ -343,7 +343,7 @@ struct ConnectionStateMachine {
     }
 
     /// The server's own answer to `sendError`; the connection closes after it.
-    mutating func respondOnItsOwn(_ response: Response, head: RequestHead?, now: UInt64) -> Action {
+    mutating func respondOnItsOwn(_ response: Response, head: RequestHead?, now: Nanoseconds) -> Action {
         startResponse(response, head: head, forceClose: true, shuttingDown: true, now: now)
         return .write
     }
@@ -363,7 +363,7 @@ struct ConnectionStateMachine {
     }
 
     private mutating func startResponse(
-        _ response: Response, head: RequestHead?, forceClose: Bool, shuttingDown: Bool, now: UInt64,
+        _ response: Response, head: RequestHead?, forceClose: Bool, shuttingDown: Bool, now: Nanoseconds,
         source: (any ResponseBodySource)? = nil
     ) {
         let keepAlive = !forceClose && (head?.keepAlive ?? false) && !shuttingDown && !peerHasClosed
@@ -487,7 +487,7 @@ struct ConnectionStateMachine {
         return .wait
     }
 
-    private mutating func outputDrained(now: UInt64) -> Action {
+    private mutating func outputDrained(now: Nanoseconds) -> Action {
         output.head.removeAll(keepingCapacity: true)
         output.offset = 0
         switch state {
@@ -514,7 +514,7 @@ struct ConnectionStateMachine {
         }
     }
 
-    private mutating func answerDone(closeAfter: Bool, now: UInt64) -> Action {
+    private mutating func answerDone(closeAfter: Bool, now: Nanoseconds) -> Action {
         output.body = []  // a streamed answer's buffer is not kept while idle
         if closeAfter {
             // Half-close and drain, so that unread request bytes do not make
@@ -532,7 +532,7 @@ struct ConnectionStateMachine {
     // MARK: - Time, shutdown, close
 
     /// The clock says `now`: whatever phase is overdue ends.
-    func deadlineReached(now: UInt64) -> Action {
+    func deadlineReached(now: Nanoseconds) -> Action {
         switch state {
         case .idle(let closeAt), .lingering(let closeAt):
             return now >= closeAt ? .close : .wait

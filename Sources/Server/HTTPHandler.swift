@@ -8,7 +8,7 @@ public struct Request: Sendable {
     /// The peer's address, as text (for X-Forwarded-For and logs).
     public var clientAddress: String
     /// Monotonic time at which the head was complete.
-    public var receivedAt: UInt64
+    public var receivedAt: Nanoseconds
     public let loop: EventLoop
 }
 

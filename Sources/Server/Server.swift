@@ -14,19 +14,22 @@ public final class Server: Sendable {
         public var listen: String
         public var limits: Limits
         public var maxConnections: Int
-        public var headTimeout: Double
-        /// Seconds without a byte of the request body.
-        public var bodyTimeout: Double
-        /// Seconds for the whole request body, from its head.
-        public var bodyTotalTimeout: Double
-        public var idleTimeout: Double
-        /// Seconds a client may read nothing of its answer before it is dropped.
-        public var writeTimeout: Double
+        /// For a request's head, from its first byte.
+        public var headTimeout: Nanoseconds
+        /// Without a byte of the request body.
+        public var bodyTimeout: Nanoseconds
+        /// For the whole request body, from its head.
+        public var bodyTotalTimeout: Nanoseconds
+        /// A kept-alive connection waiting for its next request.
+        public var idleTimeout: Nanoseconds
+        /// A client may read nothing of its answer for this long before it is dropped.
+        public var writeTimeout: Nanoseconds
 
         public init(
             listen: String = "127.0.0.1:0", limits: Limits = Limits(), maxConnections: Int = 4096,
-            headTimeout: Double = 10, bodyTimeout: Double = 10, bodyTotalTimeout: Double = 30, idleTimeout: Double = 60,
-            writeTimeout: Double = 60
+            headTimeout: Nanoseconds = .seconds(10), bodyTimeout: Nanoseconds = .seconds(10),
+            bodyTotalTimeout: Nanoseconds = .seconds(30), idleTimeout: Nanoseconds = .seconds(60),
+            writeTimeout: Nanoseconds = .seconds(60)
         ) {
             self.listen = listen
             self.limits = limits
@@ -94,7 +97,7 @@ public final class Server: Sendable {
 
     /// Every second, each loop checks its connections' deadlines.
     private func scheduleSweep(on loop: EventLoop) {
-        loop.schedule(afterMilliseconds: 1000) { [self] in
+        loop.schedule(after: .milliseconds(1000)) { [self] in
             let now = MonotonicClock.now()
             loop.forEachHandler { $0.checkDeadline(now: now) }
             scheduleSweep(on: loop)
@@ -106,7 +109,7 @@ public final class Server: Sendable {
     /// close whatever is left. Blocks until done.
     /// - Returns: whether every connection finished within the grace period.
     @discardableResult
-    public func shutdown(grace: Double) -> Bool {
+    public func shutdown(grace: Nanoseconds) -> Bool {
         beginShutdown()
         return finishShutdown(grace: grace)
     }
@@ -138,12 +141,11 @@ public final class Server: Sendable {
     /// `grace` seconds, closing what is left a little before the end.
     /// - Returns: whether every connection finished in time.
     @discardableResult
-    public func finishShutdown(grace: Double) -> Bool {
+    public func finishShutdown(grace: Nanoseconds) -> Bool {
         // The grace period bounds the whole drain: what is still open a
         // little before its end (a stuck exchange) is closed then.
         let start = MonotonicClock.now()
-        let graceNanos = UInt64(max(0, grace) * 1e9)
-        let forceAt = start + graceNanos - min(graceNanos / 10, 500_000_000)
+        let forceAt = start + grace - min(grace / 10, .milliseconds(500))
         waitForNoConnections(until: forceAt)
         let clean = openConnections == 0
         if !clean {
@@ -154,14 +156,14 @@ public final class Server: Sendable {
                     }
                 }
             }
-            waitForNoConnections(until: start + graceNanos)
+            waitForNoConnections(until: start + grace)
         }
         return clean
     }
 
     /// Blocks until no connection is open or `deadline` (monotonic
     /// nanoseconds) passes; woken by the last close, not polling.
-    private func waitForNoConnections(until deadline: UInt64) {
+    private func waitForNoConnections(until deadline: Nanoseconds) {
         while openConnections > 0 {
             let now = MonotonicClock.now()
             guard now < deadline else { return }

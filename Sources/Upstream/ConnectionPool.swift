@@ -1,3 +1,5 @@
+import EventLoops
+
 /// What the pool needs to know of a connection.
 protocol PoolableConnection: AnyObject {
     /// False once its socket is gone (libcurl closed it under the pool).
@@ -10,15 +12,15 @@ protocol PoolableConnection: AnyObject {
 /// caller says what time it is and closes what the pool gives up.
 struct ConnectionPool<Connection: PoolableConnection> {
     /// Most recently used last.
-    private var idle: [(connection: Connection, reusableUntil: UInt64)] = []
+    private var idle: [(connection: Connection, reusableUntil: Nanoseconds)] = []
     /// When the sweep is next due: the first reuse limit of the connections
     /// parked since the last sweep.
-    private(set) var nextSweep: UInt64?
-    let idleTimeout: UInt64
+    private(set) var nextSweep: Nanoseconds?
+    let idleTimeout: Nanoseconds
     /// Kept-alive connections beyond which the oldest is closed.
     let capacity: Int
 
-    init(idleTimeout: UInt64, capacity: Int) {
+    init(idleTimeout: Nanoseconds, capacity: Int) {
         self.idleTimeout = idleTimeout
         self.capacity = capacity
     }
@@ -27,13 +29,13 @@ struct ConnectionPool<Connection: PoolableConnection> {
 
     /// The server's `Keep-Alive: timeout=N` as a reuse limit: a second
     /// before the server's own, at most an hour.
-    static func serverIdleLimit(keepAliveSeconds seconds: Int) -> UInt64 {
+    static func serverIdleLimit(keepAliveSeconds seconds: Int) -> Nanoseconds {
         UInt64(max(0, min(seconds, 3600) - 1)) &* 1_000_000_000
     }
 
     /// Parks `connection`; returns the oldest one when the pool is over its
     /// capacity (the caller closes it).
-    mutating func park(_ connection: Connection, now: UInt64, serverIdleLimit: UInt64?) -> Connection? {
+    mutating func park(_ connection: Connection, now: Nanoseconds, serverIdleLimit: Nanoseconds?) -> Connection? {
         var until = now &+ idleTimeout
         if let serverIdleLimit { until = min(until, now &+ serverIdleLimit) }
         idle.append((connection, until))
@@ -44,7 +46,7 @@ struct ConnectionPool<Connection: PoolableConnection> {
 
     /// The most recently used connection still reusable at `now`; those
     /// found past their limit (or closed) on the way are given to `close`.
-    mutating func take(now: UInt64, closing close: (Connection) -> Void) -> Connection? {
+    mutating func take(now: Nanoseconds, closing close: (Connection) -> Void) -> Connection? {
         while let entry = idle.popLast() {
             if entry.connection.isOpen && now < entry.reusableUntil { return entry.connection }
             close(entry.connection)
@@ -62,7 +64,7 @@ struct ConnectionPool<Connection: PoolableConnection> {
 
     /// Gives the connections past their reuse limit to `close`, so that they
     /// do not hold descriptors (theirs and the server's) until next taken.
-    mutating func sweep(now: UInt64, closing close: (Connection) -> Void) {
+    mutating func sweep(now: Nanoseconds, closing close: (Connection) -> Void) {
         var next: UInt64?
         idle.removeAll { entry in
             if entry.reusableUntil <= now {

@@ -25,7 +25,7 @@ final class CurlMulti {
     /// libcurl's sockets while it connects them.
     private var sockets: [Socket: CurlSocket] = [:]
     /// The deadline libcurl asked for (its timer callback).
-    private(set) var deadline: UInt64?
+    private(set) var deadline: Nanoseconds?
     private var spareHandles: [UnsafeMutableRawPointer] = []
     /// The loop's TLS session cache, set on every easy handle: without it
     /// each handle keeps its own, and a handle that has never connected
@@ -139,11 +139,11 @@ final class CurlMulti {
         // it looks idle from the end of its connect on, whatever the proxy does
         // with it; libcurl would close it there once older than this (118 s by
         // default) the next time it opens a connection. The pool decides reuse.
-        setup.long(CURLOPT_MAXAGE_CONN, configuration.libcurlMaxConnectionAgeSeconds)
+        setup.long(CURLOPT_MAXAGE_CONN, Int(clamping: configuration.libcurlMaxConnectionAge / 1_000_000_000))
         // libcurl's own receive buffer is never used (answers are read into
         // the client's buffer): the smallest size spares 15 KiB a connection.
         setup.long(CURLOPT_BUFFERSIZE, 1024)
-        setup.long(CURLOPT_CONNECTTIMEOUT_MS, max(1, min(configuration.timeoutMilliseconds, 10_000)))
+        setup.long(CURLOPT_CONNECTTIMEOUT_MS, max(1, min(configuration.timeout.inMilliseconds, 10_000)))
         if let caFile = configuration.caFile { setup.string(CURLOPT_CAINFO, caFile) }
         setup.check(CURLOPT_CLOSESOCKETFUNCTION, ccurl_easy_setopt_closesocket_callback(easy, Self.closeSocketCallback))
         setup.pointer(CURLOPT_CLOSESOCKETDATA, Unmanaged.passUnretained(self).toOpaque())
@@ -243,7 +243,7 @@ final class CurlMulti {
 
     private static let timerCallback: ccurl_timer_callback = { _, timeoutMs, userp in
         let curl = Unmanaged<CurlMulti>.fromOpaque(userp!).takeUnretainedValue()
-        curl.deadline = timeoutMs < 0 ? nil : MonotonicClock.now() &+ UInt64(timeoutMs) &* 1_000_000
+        curl.deadline = timeoutMs < 0 ? nil : MonotonicClock.now() &+ Nanoseconds(timeoutMs) &* 1_000_000
         return 0
     }
 
@@ -290,7 +290,7 @@ final class CurlMulti {
     }
 
     /// libcurl's timer is due.
-    func deadlineReached(now: UInt64) {
+    func deadlineReached(now: Nanoseconds) {
         if let d = deadline, d <= now {
             deadline = nil
             socketAction(CURL_SOCKET_TIMEOUT, events: 0)

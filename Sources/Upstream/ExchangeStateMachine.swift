@@ -1,3 +1,4 @@
+import EventLoops
 import HTTP1
 
 /// One request to the upstream and its answer, as states and events: no
@@ -87,7 +88,7 @@ struct ExchangeStateMachine {
     private(set) var state: State = .writing(sent: 0)
     /// When `deadlineReached` fails it: the answer's head is due by then, and
     /// once its body streams, each stretch of it (none while the sink is full).
-    private(set) var deadline: UInt64
+    private(set) var deadline: Nanoseconds
     /// Already moved once to a fresh connection after a reused one failed.
     private(set) var retried = false
     /// The connection it runs on carried an exchange before: the server may
@@ -101,9 +102,9 @@ struct ExchangeStateMachine {
     /// An answer to HEAD has no body.
     let isHead: Bool
     let maxResponseBytes: Int
-    let timeout: UInt64
+    let timeout: Nanoseconds
 
-    init(totalBytes: Int, resendable: Bool, isHead: Bool, maxResponseBytes: Int, timeout: UInt64, deadline: UInt64) {
+    init(totalBytes: Int, resendable: Bool, isHead: Bool, maxResponseBytes: Int, timeout: Nanoseconds, deadline: Nanoseconds) {
         self.totalBytes = totalBytes
         self.resendable = resendable
         self.isHead = isHead
@@ -218,7 +219,7 @@ struct ExchangeStateMachine {
         return .fail(.failed(why))
     }
 
-    mutating func deadlineReached(now: UInt64) -> Action {
+    mutating func deadlineReached(now: Nanoseconds) -> Action {
         if case .done = state { return .none }
         guard deadline <= now else { return .none }
         state = .done
@@ -227,7 +228,7 @@ struct ExchangeStateMachine {
 
     /// The sink took a piece and has room: the timeout bounds each stretch
     /// of upstream bytes.
-    mutating func sinkTook(now: UInt64) {
+    mutating func sinkTook(now: Nanoseconds) {
         deadline = now &+ timeout
     }
 
@@ -239,7 +240,7 @@ struct ExchangeStateMachine {
     }
 
     /// The sink has room again. False when the stream was not paused.
-    mutating func streamResumed(now: UInt64) -> Bool {
+    mutating func streamResumed(now: Nanoseconds) -> Bool {
         guard case .streaming(let body, paused: true) = state else { return false }
         state = .streaming(body: body, paused: false)
         deadline = now &+ timeout

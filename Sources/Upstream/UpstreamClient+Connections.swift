@@ -125,7 +125,7 @@ extension UpstreamClient {
 }
 
 extension UpstreamClient: DeadlineSource {
-    public var nextDeadline: UInt64? {
+    public var nextDeadline: Nanoseconds? {
         var next = curl.deadline ?? .max
         if let d = sweepDeadline, d < next { next = d }
         if let d = pool.nextSweep, d < next { next = d }

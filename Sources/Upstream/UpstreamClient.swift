@@ -36,8 +36,8 @@ public final class UpstreamClient: @unchecked Sendable {
     var lost: [UpstreamConnection] = []
     /// Running exchanges, for the timeout sweep.
     var running: [UpstreamExchange] = []
-    var sweepDeadline: UInt64?
-    private let timeoutNanoseconds: UInt64
+    var sweepDeadline: Nanoseconds?
+    private let timeout: Nanoseconds
     /// A streamed chunked body's decoded bytes, on their way to the sink.
     private var decoded: [UInt8] = []
     /// Every read lands here first: one buffer per loop.
@@ -46,7 +46,7 @@ public final class UpstreamClient: @unchecked Sendable {
 
     /// Kept-alive connections per loop beyond which the oldest is closed.
     static let maxIdleConnections = 512
-    static let sweepNanoseconds: UInt64 = 50_000_000
+    static let sweepNanoseconds: Nanoseconds = 50_000_000
     /// Edge-triggered; writable only while a request waits for room.
     static let readEvents = EventLoop.readable | EventLoop.hangup | EventLoop.edgeTriggered
 
@@ -73,9 +73,9 @@ public final class UpstreamClient: @unchecked Sendable {
         self.configuration = configuration
         let endpoint = Endpoint(configuration.baseURL)
         self.encoder = RequestEncoder(endpoint: endpoint)
-        self.timeoutNanoseconds = UInt64(max(1, configuration.timeoutMilliseconds)) &* 1_000_000
+        self.timeout = max(1, configuration.timeout)
         self.pool = ConnectionPool(
-            idleTimeout: UInt64(max(1, configuration.idleTimeoutMilliseconds)) &* 1_000_000,
+            idleTimeout: max(1, configuration.idleTimeout),
             capacity: Self.maxIdleConnections)
         self.curl = CurlMulti(client: self, loop: loop, endpoint: endpoint, configuration: configuration)
     }
@@ -92,12 +92,12 @@ public final class UpstreamClient: @unchecked Sendable {
     ) {
         loop.assertInLoop()
         curl.start()
-        let deadline = MonotonicClock.now() &+ timeoutNanoseconds
+        let deadline = MonotonicClock.now() &+ timeout
         let (head, bodyInHead) = encoder.encode(request)
         let machine = ExchangeStateMachine(
             totalBytes: UpstreamExchange.totalBytes(head: head, bodyInHead: bodyInHead, request: request),
             resendable: request.resendable, isHead: request.method == .head,
-            maxResponseBytes: configuration.maxResponseBytes, timeout: timeoutNanoseconds, deadline: deadline)
+            maxResponseBytes: configuration.maxResponseBytes, timeout: timeout, deadline: deadline)
         let exchange = UpstreamExchange(
             request: request, head: head, bodyInHead: bodyInHead, machine: machine, completion: completion)
         exchange.slot = running.count

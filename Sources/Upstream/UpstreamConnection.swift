@@ -32,7 +32,7 @@ final class UpstreamConnection: EventHandler, PoolableConnection {
     /// connection can meet a close the server sent while it was idle.
     var reused = false
     /// The server's `Keep-Alive: timeout=N` less a margin, in nanoseconds.
-    var serverIdleLimit: UInt64?
+    var serverIdleLimit: Nanoseconds?
     /// EPOLLOUT is in the registered events.
     var watchingWritable = false
 

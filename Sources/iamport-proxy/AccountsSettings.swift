@@ -174,7 +174,6 @@ extension GlobalSettings {
 
     func upstreamConfiguration(baseURL: String, caFile: String?) -> UpstreamConfiguration {
         UpstreamConfiguration(
-            baseURL: baseURL, caFile: caFile, timeoutMilliseconds: Int(upstreamTimeout * 1000),
-            idleTimeoutMilliseconds: Int(upstreamIdleTimeout * 1000))
+            baseURL: baseURL, caFile: caFile, timeout: upstreamTimeout, idleTimeout: upstreamIdleTimeout)
     }
 }

@@ -195,7 +195,7 @@ func serve(_ options: CommonOptions) throws {
         received = signals.wait()
     }
     lifecycle.notice("shutting down", metadata: ["signal": "\(received == SIGTERM ? "SIGTERM" : "SIGINT")"])
-    let clean = service.shutdown(grace: 10)
+    let clean = service.shutdown(grace: .seconds(10))
     lifecycle.notice("stopped", metadata: ["clean": "\(clean)"])
 }
 
@@ -290,7 +290,7 @@ struct Check: ParsableCommand {
         case .single(let settings):
             let configuration = try settings.proxyConfiguration()
             switch TokenCheck.run(upstream: configuration.upstream, apiKey: settings.apiKey, apiSecret: settings.apiSecret,
-                                  seconds: settings.global.upstreamTimeout + 5) {
+                                  timeout: settings.global.upstreamTimeout + .seconds(5)) {
             case .success(let line): print(line)
             case .failure(let failure): throw RuntimeFailure(description: "check failed: \(failure.description)")
             }
@@ -308,14 +308,14 @@ struct Check: ParsableCommand {
         }
         for account in settings.accounts {
             let upstream = settings.global.upstreamConfiguration(baseURL: account.upstream, caFile: account.caFile)
-            let seconds = settings.global.upstreamTimeout + 5
+            let timeout = settings.global.upstreamTimeout + .seconds(5)
             let outcome: Result<String, RuntimeFailure>
             switch account.api {
             case .v1:
                 guard let apiKey = account.apiKey else { continue }
-                outcome = TokenCheck.run(upstream: upstream, apiKey: apiKey, apiSecret: account.apiSecret, seconds: seconds)
+                outcome = TokenCheck.run(upstream: upstream, apiKey: apiKey, apiSecret: account.apiSecret, timeout: timeout)
             case .v2:
-                outcome = SecretCheck.run(upstream: upstream, apiSecret: account.apiSecret, seconds: seconds)
+                outcome = SecretCheck.run(upstream: upstream, apiSecret: account.apiSecret, timeout: timeout)
             }
             switch outcome {
             case .success(let line):
@@ -334,7 +334,7 @@ struct Check: ParsableCommand {
 /// One exchange on a loop of its own, for `check`.
 enum OneExchange {
     static func run(upstream configuration: UpstreamConfiguration, _ request: UpstreamRequest,
-                    seconds: Double) -> Result<UpstreamResponse, UpstreamError>? {
+                    timeout: Nanoseconds) -> Result<UpstreamResponse, UpstreamError>? {
         signal(SIGPIPE, SIG_IGN)
         _ = UpstreamClient.globalInit
         guard let group = try? EventLoopGroup(count: 1) else { return .failure(.unreachable("cannot start an event loop")) }
@@ -343,13 +343,13 @@ enum OneExchange {
         group.loops[0].execute {
             upstream.send(request) { outcome.set($0) }
         }
-        let result = outcome.wait(seconds: seconds)
+        let result = outcome.wait(timeout: timeout)
         let done = Latch<Void>()
         group.loops[0].execute {
             upstream.close()
             done.set()
         }
-        _ = done.wait(seconds: 5)
+        _ = done.wait(timeout: .seconds(5))
         group.shutdown()
         return result
     }
@@ -359,14 +359,14 @@ enum OneExchange {
 /// secret. Any answer but 401 or 403 shows the API accepted the secret (a
 /// 404 is the expected one); nothing is changed.
 enum SecretCheck {
-    static func run(upstream: UpstreamConfiguration, apiSecret: Secret, seconds: Double) -> Result<String, RuntimeFailure> {
+    static func run(upstream: UpstreamConfiguration, apiSecret: Secret, timeout: Nanoseconds) -> Result<String, RuntimeFailure> {
         var path = Array("/payments/iamport-proxy-check-".utf8)
         var random = SystemRandomNumberGenerator()
         path.append(contentsOf: String(random.next() as UInt64, radix: 16).utf8)
         let request = UpstreamRequest(
             method: .get, methodName: "GET", pathAndQuery: path, headerLines: Array("Accept: application/json\0".utf8),
             firstLine: apiSecret.reveal { Array("Authorization: PortOne \($0)".utf8) }, body: nil)
-        switch OneExchange.run(upstream: upstream, request, seconds: seconds) {
+        switch OneExchange.run(upstream: upstream, request, timeout: timeout) {
         case nil:
             return .failure(RuntimeFailure(description: "no answer from the API in time"))
         case .failure(let error):
@@ -392,7 +392,7 @@ enum SecretCheck {
 /// Fetches one token with a key and secret: what `check` does per V1 account.
 enum TokenCheck {
     static func run(upstream configuration: UpstreamConfiguration, apiKey: Secret, apiSecret: Secret,
-                    seconds: Double) -> Result<String, RuntimeFailure> {
+                    timeout: Nanoseconds) -> Result<String, RuntimeFailure> {
         signal(SIGPIPE, SIG_IGN)
         _ = UpstreamClient.globalInit
         let group: EventLoopGroup
@@ -405,13 +405,13 @@ enum TokenCheck {
         let client = GetTokenClient(upstream: upstream, apiKey: apiKey, apiSecret: apiSecret)
         let outcome = Latch<Result<IssuedToken, TokenError>>()
         client.fetchToken { outcome.set($0) }
-        let result = outcome.wait(seconds: seconds)
+        let result = outcome.wait(timeout: timeout)
         let done = Latch<Void>()
         group.loops[0].execute {
             upstream.close()
             done.set()
         }
-        _ = done.wait(seconds: 5)
+        _ = done.wait(timeout: .seconds(5))
         group.shutdown()
         switch result {
         case .success(let token):

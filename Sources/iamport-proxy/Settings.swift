@@ -37,8 +37,8 @@ enum Environment {
 /// file, the file over the default.
 struct GlobalSettings {
     var listen: String
-    var upstreamTimeout: Double
-    var upstreamIdleTimeout: Double
+    var upstreamTimeout: Nanoseconds
+    var upstreamIdleTimeout: Nanoseconds
     var maxBodyBytes: Int
     var maxHeaderBytes: Int
     var maxConnections: Int
@@ -70,11 +70,13 @@ struct GlobalSettings {
         }
         return GlobalSettings(
             listen: listenText.value,
-            upstreamTimeout: try number(flags.upstreamTimeout, "IAMPORT_PROXY_UPSTREAM_TIMEOUT", "--upstream-timeout", env,
-                                        file, "upstream_timeout", default: 30.0, range: 0.1...600),
-            upstreamIdleTimeout: try number(
-                flags.upstreamIdleTimeout, "IAMPORT_PROXY_UPSTREAM_IDLE_TIMEOUT", "--upstream-idle-timeout", env,
-                file, "upstream_idle_timeout", default: 50.0, range: 0.1...3600),
+            upstreamTimeout: .seconds(
+                try number(flags.upstreamTimeout, "IAMPORT_PROXY_UPSTREAM_TIMEOUT", "--upstream-timeout", env,
+                           file, "upstream_timeout", default: 30.0, range: 0.1...600)),
+            upstreamIdleTimeout: .seconds(
+                try number(
+                    flags.upstreamIdleTimeout, "IAMPORT_PROXY_UPSTREAM_IDLE_TIMEOUT", "--upstream-idle-timeout", env,
+                    file, "upstream_idle_timeout", default: 50.0, range: 0.1...3600)),
             maxBodyBytes: try number(flags.maxBodyBytes, "IAMPORT_PROXY_MAX_BODY_BYTES", "--max-body-bytes", env,
                                      file, "max_body_bytes", default: 1_048_576, range: 0...(1 << 30)),
             maxHeaderBytes: try number(flags.maxHeaderBytes, "IAMPORT_PROXY_MAX_HEADER_BYTES", "--max-header-bytes", env,
@@ -246,7 +248,7 @@ struct Settings {
     func proxyConfiguration() throws -> ProxyConfiguration {
         let server = global.serverConfiguration()
         var upstreamConfiguration = global.upstreamConfiguration(baseURL: upstream, caFile: caFile)
-        if let age = testLibcurlMaxAge { upstreamConfiguration.libcurlMaxConnectionAgeSeconds = age }
+        if let age = testLibcurlMaxAge { upstreamConfiguration.libcurlMaxConnectionAge = .seconds(age) }
         return ProxyConfiguration(
             server: server, upstream: upstreamConfiguration, apiKey: apiKey, apiSecret: apiSecret,
             clientToken: clientToken, allowList: try AllowList(allow), loopCount: global.eventLoops)

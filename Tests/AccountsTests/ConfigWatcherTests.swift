@@ -1,5 +1,6 @@
 @testable import Accounts
 import Dispatch
+import EventLoops
 import Glibc
 import Synchronization
 import Testing
@@ -71,7 +72,7 @@ func pause(_ seconds: Double) async throws { try await Task.sleep(for: .millisec
 
 /// A watcher with the default interval, as the proxy runs it, or a shorter
 /// one where only the order of events matters (quicker tests).
-func watching(_ paths: [String], recorder: CallRecorder, interval: Duration = .milliseconds(500)) -> ConfigWatcher {
+func watching(_ paths: [String], recorder: CallRecorder, interval: Nanoseconds = .milliseconds(500)) -> ConfigWatcher {
     let watcher = ConfigWatcher(paths: paths, interval: interval) { recorder.record($0) }
     watcher.start()
     return watcher
@@ -80,7 +81,7 @@ func watching(_ paths: [String], recorder: CallRecorder, interval: Duration = .m
 /// SPEC.md: "within 2 s of a change".
 let reloadBound = 2.0
 /// For tests of what is reported rather than how soon.
-let fast = Duration.milliseconds(100)
+let fast = Nanoseconds.milliseconds(100)
 
 @Suite struct ConfigWatcherTests {
     @Test func anInPlaceRewriteOfTheSameSizeIsSeenWithinTwoSeconds() async throws {

@@ -16,7 +16,7 @@ final class BinaryHarness: @unchecked Sendable {
          upstream: ((Int) -> String)? = nil, arguments: [String] = [], environment: [String: String] = [:],
          fakeIdleTimeout: Double = 60) throws {
         fake = FakeIamport(configuration: configuration)
-        fakePort = try fake.start(idleTimeout: fakeIdleTimeout).port
+        fakePort = try fake.start(idleTimeout: .seconds(fakeIdleTimeout)).port
         var env = [
             "IAMPORT_API_KEY": BinaryHarness.apiKey, "IAMPORT_API_SECRET": BinaryHarness.apiSecret,
             "IAMPORT_PROXY_UPSTREAM": upstream?(fakePort) ?? "http://127.0.0.1:\(fakePort)",

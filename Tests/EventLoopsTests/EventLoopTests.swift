@@ -13,7 +13,7 @@ import Testing
         loop.execute {
             loop.addDeadlineSource(source)
             source.nextDeadline = MonotonicClock.now() + 20_000_000
-            loop.schedule(afterMilliseconds: 10) { ran.add(1, ordering: .relaxed) }
+            loop.schedule(after: .milliseconds(10)) { ran.add(1, ordering: .relaxed) }
         }
         for _ in 0..<200 where source.reached.load(ordering: .relaxed) == 0 { usleepShim(5_000) }
         #expect(ran.load(ordering: .relaxed) == 1)
@@ -33,14 +33,14 @@ import Testing
             inLoop.store(loop.inLoop, ordering: .relaxed)
             loop.addDeadlineSource(source)
             source.nextDeadline = MonotonicClock.now() + 30_000_000
-            loop.schedule(afterMilliseconds: 40) { order.withLock { $0.append("40") } }
-            loop.schedule(afterMilliseconds: 10) { order.withLock { $0.append("10") } }
-            loop.schedule(afterMilliseconds: 60) {
+            loop.schedule(after: .milliseconds(40)) { order.withLock { $0.append("40") } }
+            loop.schedule(after: .milliseconds(10)) { order.withLock { $0.append("10") } }
+            loop.schedule(after: .milliseconds(60)) {
                 order.withLock { $0.append("60") }
                 done.set()
             }
         }
-        #expect(done.wait(seconds: 5) != nil)
+        #expect(done.wait(timeout: .seconds(5)) != nil)
         #expect(order.withLock { $0 } == ["10", "40", "60"])
         #expect(source.reached.load(ordering: .relaxed) == 1)
         let wasInLoop = inLoop.load(ordering: .relaxed)

@@ -12,13 +12,13 @@ import Testing
             latch.set(2)
         }.start()
         #expect(latch.wait() == 1)
-        #expect(latch.wait(seconds: 0) == 1, "a later wait returns at once")
+        #expect(latch.wait(timeout: 0) == 1, "a later wait returns at once")
     }
 
     @Test func aWaitWithATimeoutGivesUp() {
         let latch = Latch<Int>()
         let started = Date()
-        #expect(latch.wait(seconds: 0.1) == nil)
+        #expect(latch.wait(timeout: .milliseconds(100)) == nil)
         #expect(Date().timeIntervalSince(started) >= 0.09)
     }
 }

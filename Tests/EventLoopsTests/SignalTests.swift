@@ -22,7 +22,7 @@ import Testing
         var arrived = false
         for _ in 0..<100 where !arrived {
             kill(getpid(), SIGUSR2)
-            arrived = seen.wait(seconds: 0.05) != nil
+            arrived = seen.wait(timeout: .milliseconds(50)) != nil
         }
         #expect(arrived)
     }

@@ -8,8 +8,8 @@ import Testing
 @Suite(.serialized) struct BodyDeadlineTests {
     @Test func aBodyDrippedFasterThanTheProgressTimeoutStillMeetsTheTotalDeadline() throws {
         let h = try Harness(server: {
-            $0.bodyTimeout = 1
-            $0.bodyTotalTimeout = 2
+            $0.bodyTimeout = .seconds(1)
+            $0.bodyTotalTimeout = .seconds(2)
         })
         defer { h.stop() }
         let client = try HTTPTestClient(port: h.port, timeout: 6)

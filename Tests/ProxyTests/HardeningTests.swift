@@ -127,7 +127,7 @@ import Testing
     }
 
     @Test func slowLorisConnectionsCostNothingAndGet408() throws {
-        let h = try Harness(server: { $0.headTimeout = 2 })
+        let h = try Harness(server: { $0.headTimeout = .seconds(2) })
         defer { h.stop() }
         var loris: [HTTPTestClient] = []
         for n in 0..<200 {
@@ -156,7 +156,7 @@ import Testing
     }
 
     @Test func idleKeepAliveConnectionsAreClosed() throws {
-        let h = try Harness(server: { $0.idleTimeout = 1 })
+        let h = try Harness(server: { $0.idleTimeout = .seconds(1) })
         defer { h.stop() }
         let client = try HTTPTestClient(port: h.port)
         try client.send("GET /payments/imp_1 HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -165,7 +165,7 @@ import Testing
     }
 
     @Test func aClientThatStopsReadingIsDropped() throws {
-        let h = try Harness(limits: Limits(maxBodyBytes: 16 << 20), server: { $0.writeTimeout = 1 })
+        let h = try Harness(limits: Limits(maxBodyBytes: 16 << 20), server: { $0.writeTimeout = .seconds(1) })
         defer { h.stop() }
         let client = try HTTPTestClient(port: h.port)
         var small: Int32 = 4096
@@ -181,8 +181,8 @@ import Testing
 
     @Test func defaultsAreTheSpecs() {
         let c = Server.Configuration()
-        #expect(c.headTimeout == 10)
-        #expect(c.idleTimeout == 60)
+        #expect(c.headTimeout == .seconds(10))
+        #expect(c.idleTimeout == .seconds(60))
         #expect(c.maxConnections == 4096)
         #expect(Limits().maxHeadBytes == 32768)
         #expect(Limits().maxBodyBytes == 1_048_576)

@@ -27,13 +27,13 @@ final class Harness: @unchecked Sendable {
         logFormat: LineLogHandler.Format = .text, fakeIdleTimeout: Double = 60, batchedLog: LogSink? = nil
     ) throws {
         fake = FakeIamport(configuration: fakeConfiguration)
-        fakePort = try fake.start(idleTimeout: fakeIdleTimeout).port
+        fakePort = try fake.start(idleTimeout: .seconds(fakeIdleTimeout)).port
         var serverConfiguration = Server.Configuration(listen: "127.0.0.1:0", limits: limits)
         server?(&serverConfiguration)
         let configuration = ProxyConfiguration(
             server: serverConfiguration,
             upstream: UpstreamConfiguration(
-                baseURL: upstreamURL ?? "http://127.0.0.1:\(fakePort)", timeoutMilliseconds: upstreamTimeoutMs),
+                baseURL: upstreamURL ?? "http://127.0.0.1:\(fakePort)", timeout: .milliseconds(upstreamTimeoutMs)),
             apiKey: Secret(Harness.apiKey), apiSecret: Secret(Harness.apiSecret),
             clientToken: clientToken.map(Secret.init), allowList: try AllowList(allow), loopCount: 2)
         // A batching sink gets the lines instead of `logs`, batched on the loops as in the executable.
@@ -53,7 +53,7 @@ final class Harness: @unchecked Sendable {
     }
 
     func stop() {
-        proxy.shutdown(grace: 1)
+        proxy.shutdown(grace: .seconds(1))
         fake.stop()
     }
 

@@ -38,7 +38,7 @@ final class MultiAccountHarness: @unchecked Sendable {
         proxy = try ProxyService(
             configuration: ProxyConfiguration(
                 server: Server.Configuration(listen: "127.0.0.1:0"),
-                upstream: UpstreamConfiguration(baseURL: "http://127.0.0.1:9", timeoutMilliseconds: 5000),
+                upstream: UpstreamConfiguration(baseURL: "http://127.0.0.1:9", timeout: .milliseconds(5000)),
                 accounts: Self.accounts(v1Port: v1Port, v2Port: v2Port, allowA: allowA, tierC: tierC), loopCount: 2),
             logger: logger)
         waitForTokens()
@@ -72,7 +72,7 @@ final class MultiAccountHarness: @unchecked Sendable {
     }
 
     func stop() {
-        proxy.shutdown(grace: 1)
+        proxy.shutdown(grace: .seconds(1))
         v1.stop()
         v2.stop()
     }

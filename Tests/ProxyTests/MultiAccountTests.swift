@@ -314,7 +314,7 @@ import Testing
                 ],
                 loopCount: 1),
             logger: .init(label: "test"))
-        defer { proxy.shutdown(grace: 1) }
+        defer { proxy.shutdown(grace: .seconds(1)) }
         let own = try #require(proxy.ownAddresses["b"]).port
         let held = [try HTTPTestClient(port: proxy.address.port), try HTTPTestClient(port: own)]
         Thread.sleep(forTimeInterval: 0.1)
@@ -337,7 +337,7 @@ final class MultiAccountDown {
         proxy = try ProxyService(
             configuration: ProxyConfiguration(
                 server: .init(listen: "127.0.0.1:0"),
-                upstream: .init(baseURL: "http://127.0.0.1:9", timeoutMilliseconds: 2000),
+                upstream: .init(baseURL: "http://127.0.0.1:9", timeout: .milliseconds(2000)),
                 accounts: [AccountConfiguration(
                     name: "only-v2", api: .v2, upstream: "http://127.0.0.1:9", apiSecret: Secret("s"),
                     clientToken: Secret("tok"))],
@@ -345,5 +345,5 @@ final class MultiAccountDown {
             logger: .init(label: "test"))
     }
 
-    func stop() { proxy.shutdown(grace: 1) }
+    func stop() { proxy.shutdown(grace: .seconds(1)) }
 }

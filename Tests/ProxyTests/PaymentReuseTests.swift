@@ -93,7 +93,7 @@ private final class ClosingUpstream: @unchecked Sendable {
     func aPaymentCallOnAConnectionTheServerClosesIsNeverSentTwice(serverReadsIt: Bool) throws {
         let upstream = try ClosingUpstream(readsSecond: serverReadsIt)
         defer { upstream.stop() }
-        let rig = try UpstreamTestLoop(UpstreamConfiguration(baseURL: "http://127.0.0.1:\(upstream.port)", timeoutMilliseconds: 3000))
+        let rig = try UpstreamTestLoop(UpstreamConfiguration(baseURL: "http://127.0.0.1:\(upstream.port)", timeout: .milliseconds(3000)))
         defer { rig.stop() }
 
         // A POST's connection goes back to the pool, and the next POST takes it.

@@ -20,7 +20,7 @@ import Testing
         }
         let stopped = DispatchSemaphore(value: 0)
         Thread {
-            h.proxy.shutdown(grace: 3)
+            h.proxy.shutdown(grace: .seconds(3))
             stopped.signal()
         }.start()
         for client in clients {
@@ -44,7 +44,7 @@ extension ShutdownTests {
         try stuck.send("POST /payments/cancel HTTP/1.1\r\nHost: a\r\nX-Fake-Fault: hang\r\nContent-Length: 2\r\n\r\n{}")
         Thread.sleep(forTimeInterval: 0.3)
         let started = Date()
-        let clean = h.proxy.shutdown(grace: 1)
+        let clean = h.proxy.shutdown(grace: .seconds(1))
         let took = Date().timeIntervalSince(started)
         #expect(!clean)
         #expect(took < 1.3, "shutdown took \(took) s with a 1 s grace")

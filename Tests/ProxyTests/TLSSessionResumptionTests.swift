@@ -10,7 +10,7 @@ import Upstream
 @Suite(.serialized) struct TLSSessionResumptionTests {
     private func rig(_ server: SessionReportingTLSServer) throws -> UpstreamTestLoop {
         try UpstreamTestLoop(
-            UpstreamConfiguration(baseURL: "https://localhost:\(server.port)", caFile: server.caFile, timeoutMilliseconds: 10_000))
+            UpstreamConfiguration(baseURL: "https://localhost:\(server.port)", caFile: server.caFile, timeout: .milliseconds(10_000)))
     }
 
     /// Sends `count` GETs at once; each goes out on a new connection (the

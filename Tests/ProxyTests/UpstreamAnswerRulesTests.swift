@@ -22,7 +22,7 @@ import Upstream
     @Test func anAnswerHeadWithBareLineEndsFailsAtOnce() throws {
         let upstream = try ScriptedUpstream(answers: [["HTTP/1.1 200 OK\nContent-Length: 2\n\nok"], ["unused"]])
         defer { upstream.stop() }
-        let rig = try UpstreamTestLoop(UpstreamConfiguration(baseURL: "http://127.0.0.1:\(upstream.port)", timeoutMilliseconds: 3000))
+        let rig = try UpstreamTestLoop(UpstreamConfiguration(baseURL: "http://127.0.0.1:\(upstream.port)", timeout: .milliseconds(3000)))
         defer { rig.stop() }
         let started = Date()
         let outcome = rig.send(.get("/"))
@@ -40,7 +40,7 @@ import Upstream
     @Test func anAnswerFieldLineDefectFails() throws {
         let upstream = try ScriptedUpstream(answers: [["HTTP/1.1 200 OK\r\nX-A\t: 1\r\nContent-Length: 2\r\n\r\nok"], ["unused"]])
         defer { upstream.stop() }
-        let rig = try UpstreamTestLoop(UpstreamConfiguration(baseURL: "http://127.0.0.1:\(upstream.port)", timeoutMilliseconds: 3000))
+        let rig = try UpstreamTestLoop(UpstreamConfiguration(baseURL: "http://127.0.0.1:\(upstream.port)", timeout: .milliseconds(3000)))
         defer { rig.stop() }
         guard case .failure(.failed(let why))? = rig.send(.get("/")) else {
             Issue.record("not refused")
@@ -55,7 +55,7 @@ import Upstream
         let head = "HTTP/1.1 200 OK\r\nConnection: X-HOP, a b\r\nx-hop: 1\r\nX-Kept: yes\r\nTE: trailers\r\nContent-Length: 2\r\n\r\nok"
         let upstream = try ScriptedUpstream(answers: [[head]])
         defer { upstream.stop() }
-        let rig = try UpstreamTestLoop(UpstreamConfiguration(baseURL: "http://127.0.0.1:\(upstream.port)", timeoutMilliseconds: 3000))
+        let rig = try UpstreamTestLoop(UpstreamConfiguration(baseURL: "http://127.0.0.1:\(upstream.port)", timeout: .milliseconds(3000)))
         defer { rig.stop() }
         guard case .success(let answer)? = rig.send(.get("/")) else {
             Issue.record("refused")

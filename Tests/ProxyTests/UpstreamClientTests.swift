@@ -51,7 +51,7 @@ final class ScriptedUpstream: @unchecked Sendable {
         loop.start()
         defer { loop.stopAndJoin() }
         let client = UpstreamClient(
-            loop: loop, configuration: UpstreamConfiguration(baseURL: "http://127.0.0.1:\(upstream.port)", timeoutMilliseconds: 3000))
+            loop: loop, configuration: UpstreamConfiguration(baseURL: "http://127.0.0.1:\(upstream.port)", timeout: .milliseconds(3000)))
         let results = Mutex<[Result<UpstreamResponse, UpstreamError>]>([])
         let done = DispatchSemaphore(value: 0)
         for path in paths {

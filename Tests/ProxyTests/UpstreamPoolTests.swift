@@ -19,7 +19,7 @@ import Testing
         init(_ configure: (inout UpstreamConfiguration) -> Void) throws {
             fake = FakeIamport()
             let port = try fake.start().port
-            var configuration = UpstreamConfiguration(baseURL: "http://127.0.0.1:\(port)", timeoutMilliseconds: 3000)
+            var configuration = UpstreamConfiguration(baseURL: "http://127.0.0.1:\(port)", timeout: .milliseconds(3000))
             configure(&configuration)
             upstream = try UpstreamTestLoop(configuration)
         }
@@ -58,7 +58,7 @@ import Testing
     /// requests waited for answers on closed (and reused) descriptors until
     /// the upstream timeout.
     @Test func connectionsLibcurlClosesBehindThePoolAreNoticed() throws {
-        let rig = try Rig { $0.libcurlMaxConnectionAgeSeconds = 1 }
+        let rig = try Rig { $0.libcurlMaxConnectionAge = .seconds(1) }
         defer { rig.stop() }
         let warm = rig.run(2)
         #expect(warm.results.count == 2)
@@ -79,7 +79,7 @@ import Testing
     }
 
     @Test func idleConnectionsAreClosedByTheSweepAfterTheIdleTimeout() throws {
-        let rig = try Rig { $0.idleTimeoutMilliseconds = 300 }
+        let rig = try Rig { $0.idleTimeout = .milliseconds(300) }
         defer { rig.stop() }
         _ = rig.run(2, delayMs: 100)
         #expect(rig.idleCount() == 2)

@@ -26,7 +26,9 @@ import Synchronization
 /// three intervals (1.5 s) after the change. A change after a callback, such
 /// as the end of a write the callback saw the middle of, gives another.
 ///
-/// The handler runs on the watcher's own serial queue, never twice at once;
+/// The polls are timed by an event loop's timers, the process's one timer
+/// mechanism, and run on the watcher's own serial queue: reading files
+/// never blocks a loop. The handler runs on that queue, never twice at once;
 /// it may call `replacePaths` and `stop`. Keep the watcher referenced while
 /// it runs: its scheduled polls hold it weakly.
 public final class ConfigWatcher: Sendable {
@@ -43,11 +45,13 @@ public final class ConfigWatcher: Sendable {
     private let queue = DispatchQueue(label: "iamport-proxy.config-watcher")
     private let onQueueKey = DispatchSpecificKey<Bool>()
     private let interval: Nanoseconds
+    private let loop: EventLoop
     private let handler: Handler
     private let state: Mutex<State>
 
     /// `interval` is clamped to 10 ms ... 10 s.
-    public init(paths: [String], interval: Nanoseconds = .milliseconds(500), handler: @escaping Handler) {
+    public init(paths: [String], loop: EventLoop, interval: Nanoseconds = .milliseconds(500), handler: @escaping Handler) {
+        self.loop = loop
         self.interval = min(max(interval, .milliseconds(10)), .seconds(10))
         self.handler = handler
         state = Mutex(State(detector: ChangeDetector(paths: Self.unique(paths))))
@@ -99,8 +103,11 @@ public final class ConfigWatcher: Sendable {
     }
 
     private func schedule(_ generation: Int) {
-        queue.asyncAfter(deadline: .now() + .nanoseconds(Int(interval))) { [weak self] in
-            self?.poll(generation)
+        let (loop, interval, queue) = (self.loop, self.interval, self.queue)
+        loop.execute {
+            loop.schedule(after: interval) { [weak self] in
+                queue.async { [weak self] in self?.poll(generation) }
+            }
         }
     }
 

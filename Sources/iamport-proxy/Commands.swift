@@ -183,7 +183,7 @@ func serve(_ options: CommonOptions) throws {
         DeliberateCrash.arm(tokens)
     }
     let reloader = Reloader(options: options, env: env, service: service, logger: lifecycle, initial: resolved.global)
-    let watcher = ConfigWatcher(paths: resolved.watchedPaths(options, env: env)) { changed in
+    let watcher = ConfigWatcher(paths: resolved.watchedPaths(options, env: env), loop: service.group.loops[0]) { changed in
         reloader.reload(trigger: "file change (\(changed.joined(separator: ", ")))")
     }
     reloader.watch(with: watcher)

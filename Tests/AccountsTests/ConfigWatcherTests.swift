@@ -70,10 +70,17 @@ func inode(_ path: String) -> UInt64 {
 
 func pause(_ seconds: Double) async throws { try await Task.sleep(for: .milliseconds(Int(seconds * 1000))) }
 
+/// The loop whose timers time the watchers' polls, as the proxy's first loop does.
+let watcherLoop: EventLoop = {
+    let loop = try! EventLoop(index: 0)
+    loop.start()
+    return loop
+}()
+
 /// A watcher with the default interval, as the proxy runs it, or a shorter
 /// one where only the order of events matters (quicker tests).
 func watching(_ paths: [String], recorder: CallRecorder, interval: Nanoseconds = .milliseconds(500)) -> ConfigWatcher {
-    let watcher = ConfigWatcher(paths: paths, interval: interval) { recorder.record($0) }
+    let watcher = ConfigWatcher(paths: paths, loop: watcherLoop, interval: interval) { recorder.record($0) }
     watcher.start()
     return watcher
 }
@@ -295,7 +302,7 @@ let fast = Nanoseconds.milliseconds(100)
         try writeInPlace(a, "a")
         let recorder = CallRecorder()
         let box = Mutex<ConfigWatcher?>(nil)
-        let watcher = ConfigWatcher(paths: [a], interval: fast) { changed in
+        let watcher = ConfigWatcher(paths: [a], loop: watcherLoop, interval: fast) { changed in
             let watcher = box.withLock { $0 }
             watcher?.replacePaths([a, b])
             watcher?.stop()

@@ -76,10 +76,16 @@ final class CurlMulti {
         if let multi { return multi }
         let m = curl_multi_init()!
         let me = Unmanaged.passUnretained(self).toOpaque()
-        ccurl_multi_setopt_socket_callback(m, Self.socketCallback)
-        ccurl_multi_setopt_pointer(m, CURLMOPT_SOCKETDATA, me)
-        ccurl_multi_setopt_timer_callback(m, Self.timerCallback)
-        ccurl_multi_setopt_pointer(m, CURLMOPT_TIMERDATA, me)
+        // These options exist in every libcurl with a multi socket API: a
+        // failure is a broken build, not a condition to recover from.
+        for rc in [
+            ccurl_multi_setopt_socket_callback(m, Self.socketCallback),
+            ccurl_multi_setopt_pointer(m, CURLMOPT_SOCKETDATA, me),
+            ccurl_multi_setopt_timer_callback(m, Self.timerCallback),
+            ccurl_multi_setopt_pointer(m, CURLMOPT_TIMERDATA, me),
+        ] {
+            precondition(rc == CURLM_OK, "curl_multi_setopt: \(String(cString: curl_multi_strerror(rc)))")
+        }
         multi = m
         loop.addDeadlineSource(client)
         return m
@@ -102,16 +108,14 @@ final class CurlMulti {
         }
         errorBuffers[easy]?[0] = 0
         let connection = UpstreamConnection(easy: easy, tls: endpoint.tls, client: client)
-        var rc = ccurl_easy_setopt_pointer(easy, CURLOPT_PRIVATE, Unmanaged.passUnretained(connection).toOpaque())
+        let rc = ccurl_easy_setopt_pointer(easy, CURLOPT_PRIVATE, Unmanaged.passUnretained(connection).toOpaque())
         if rc == CURLE_OK {
             let added = curl_multi_add_handle(multi, easy)
             if added == CURLM_OK { return .success(connection) }
-            _ = ccurl_easy_setopt_pointer(easy, CURLOPT_PRIVATE, nil)
-            spareHandles.append(easy)
+            recycle(easy)
             return .failure(.unreachable("cannot start connecting: \(String(cString: curl_multi_strerror(added)))"))
         }
-        rc = ccurl_easy_setopt_pointer(easy, CURLOPT_PRIVATE, nil)
-        spareHandles.append(easy)
+        recycle(easy)
         return .failure(.unreachable("cannot start connecting: CURLOPT_PRIVATE: \(String(cString: curl_easy_strerror(rc)))"))
     }
 
@@ -200,13 +204,22 @@ final class CurlMulti {
     /// The connection's handle leaves the multi handle, which closes its
     /// connection (libcurl closes the socket), and is kept for a later connect.
     func remove(_ connection: UpstreamConnection) {
-        if let multi { curl_multi_remove_handle(multi, connection.easy) }
-        ccurl_easy_setopt_pointer(connection.easy, CURLOPT_PRIVATE, nil)
-        if spareHandles.count < Self.maxSpareHandles {
-            spareHandles.append(connection.easy)
+        var detached = true
+        if let multi { detached = curl_multi_remove_handle(multi, connection.easy) == CURLM_OK }
+        // A handle still in the multi handle cannot be reused or freed
+        // safely; the multi handle's cleanup frees it at the end.
+        if detached { recycle(connection.easy) }
+    }
+
+    /// Keeps a handle out of the multi handle for a later connect, once it
+    /// points at no connection; frees it when that fails or enough are kept.
+    private func recycle(_ easy: UnsafeMutableRawPointer) {
+        let cleared = ccurl_easy_setopt_pointer(easy, CURLOPT_PRIVATE, nil) == CURLE_OK
+        if cleared && spareHandles.count < Self.maxSpareHandles {
+            spareHandles.append(easy)
         } else {
-            curl_easy_cleanup(connection.easy)
-            errorBuffers.removeValue(forKey: connection.easy)?.deallocate()
+            curl_easy_cleanup(easy)
+            errorBuffers.removeValue(forKey: easy)?.deallocate()
         }
     }
 

@@ -1,4 +1,3 @@
-import Dispatch
 import EventLoops
 import FoundationEssentials
 import HTTP1
@@ -58,17 +57,4 @@ public final class GetTokenClient: TokenSource {
 struct TokenRequest: Encodable {
     var imp_key: String
     var imp_secret: String
-}
-
-/// Monotonic seconds from the loops' clock; timers on a Dispatch queue.
-public struct SystemTokenClock: TokenClock {
-    public init() {}
-
-    public func now() -> Double { Double(MonotonicClock.now()) / 1e9 }
-
-    public func schedule(at deadline: Double, _ work: @escaping @Sendable () -> Void) {
-        let delay = max(0, deadline - now())
-        let nanos = UInt64(min(delay, 86_400) * 1e9)
-        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(nanos)), execute: work)
-    }
 }

@@ -1,3 +1,8 @@
+// The fuzz build compiles this file with MonotonicClock.swift in one module.
+#if canImport(EventLoops)
+import EventLoops
+#endif
+
 /// An access token as the API issued it, with its times on the API's clock.
 public struct IssuedToken: Sendable, Equatable {
     public var accessToken: Secret
@@ -28,14 +33,14 @@ public struct Token: Sendable {
     public let generation: UInt64
     /// The header line added to forwarded requests, prepared once per token.
     public let authorizationLine: [UInt8]
-    /// Monotonic seconds at which the token expires.
-    public let expiresAt: Double
+    /// The instant on `MonotonicClock` at which the token expires.
+    public let expiresAt: Nanoseconds
     /// The API's `expired_at`, to see whether a renewal extended it.
     public let serverExpiredAt: Int64
-    /// The lifetime the token was issued with, in seconds.
-    public let issuedLifetime: Double
+    /// The lifetime the token was issued with.
+    public let issuedLifetime: Nanoseconds
 
-    init(value: Secret, generation: UInt64, expiresAt: Double, serverExpiredAt: Int64, issuedLifetime: Double) {
+    init(value: Secret, generation: UInt64, expiresAt: Nanoseconds, serverExpiredAt: Int64, issuedLifetime: Nanoseconds) {
         self.value = value
         self.generation = generation
         self.expiresAt = expiresAt
@@ -45,12 +50,20 @@ public struct Token: Sendable {
     }
 
     /// Renew when the remaining lifetime falls below min(60 s, 1/5 of the issued lifetime).
-    public var refreshAt: Double { expiresAt - min(60, issuedLifetime / 5) }
+    public var refreshAt: Nanoseconds {
+        let lead = min(.seconds(60), issuedLifetime / 5)
+        return expiresAt - min(lead, expiresAt)  // no underflow, whatever the token
+    }
 
     /// Handed out until this close to expiry: 1 s, less for short-lived tokens.
-    public var expiryMargin: Double { min(1, issuedLifetime / 10) }
+    public var expiryMargin: Nanoseconds { min(.seconds(1), issuedLifetime / 10) }
 
-    public func isUsable(at now: Double) -> Bool { now < expiresAt - expiryMargin }
+    public func isUsable(at now: Nanoseconds) -> Bool { now + expiryMargin < expiresAt }
+}
+
+extension Nanoseconds {
+    /// The time from this instant until `deadline`; 0 once it has passed.
+    func timeLeft(until deadline: Nanoseconds) -> Nanoseconds { deadline > self ? deadline - self : 0 }
 }
 
 public enum TokenError: Error, Sendable, Equatable {

@@ -1,3 +1,4 @@
+import EventLoops
 import Synchronization
 
 /// Gets access tokens; the real one calls `POST /users/getToken`.
@@ -6,10 +7,10 @@ public protocol TokenSource: Sendable {
     func fetchToken(_ completion: @escaping @Sendable (Result<IssuedToken, TokenError>) -> Void)
 }
 
-/// Monotonic time in seconds, and a way to run work later. Tests drive a manual one.
+/// Instants on the monotonic clock, and a way to run work at one. Tests drive a manual one.
 public protocol TokenClock: Sendable {
-    func now() -> Double
-    func schedule(at deadline: Double, _ work: @escaping @Sendable () -> Void)
+    func now() -> Nanoseconds
+    func schedule(at deadline: Nanoseconds, _ work: @escaping @Sendable () -> Void)
 }
 
 /// Why a token fetch started.
@@ -21,13 +22,13 @@ public enum FetchReason: String, Sendable {
 public enum TokenEvent: Sendable, Equatable {
     case fetched(reason: FetchReason, lifetime: Int64, newValue: Bool)
     /// A renewal returned the same expiry; another try comes closer to expiry.
-    case notExtended(retryIn: Double)
-    case fetchFailed(reason: FetchReason, message: String, retryIn: Double)
+    case notExtended(retryIn: Nanoseconds)
+    case fetchFailed(reason: FetchReason, message: String, retryIn: Nanoseconds)
     /// A 401 for the cached token dropped it.
     case droppedAfterUnauthorized
     /// The renewal after a 401 returned the same token: the API holds it
     /// valid, so 401s for it go back to clients for a while, without a fetch.
-    case confirmedAfterUnauthorized(window: Double)
+    case confirmedAfterUnauthorized(window: Nanoseconds)
 }
 
 /// What to do with a request the API refused with 401.
@@ -43,8 +44,8 @@ public enum UnauthorizedOutcome: Sendable {
 
 public struct TokenStatus: Sendable {
     public var valid: Bool
-    /// Seconds until the held token expires (local monotonic estimate).
-    public var expiresIn: Double?
+    /// The time until the held token expires (local monotonic estimate); 0 once it has.
+    public var expiresIn: Nanoseconds?
     public var lastError: String?
     public var fetching: Bool
     public var generation: UInt64
@@ -63,7 +64,7 @@ public struct TokenStatus: Sendable {
 /// demands fail fast instead of each causing a fetch. A 401 drops the token
 /// and renews it once, however many requests saw it; when the renewal
 /// returns the same value, the token is confirmed, and for `confirmationWindow`
-/// seconds 401s for it are passed through without a fetch, so a client that
+/// (10 s) 401s for it are passed through without a fetch, so a client that
 /// provokes 401s on purpose cannot drive getToken traffic.
 public final class TokenCache: Sendable {
     public typealias Waiter = @Sendable (Result<Token, TokenError>) -> Void
@@ -75,10 +76,10 @@ public final class TokenCache: Sendable {
         var generation: UInt64 = 0
         var failures = 0
         /// No fetch on demand before this time (backoff after failures).
-        var retryAt: Double = 0
+        var retryAt: Nanoseconds = 0
         var lastError: String?
         /// When the next background fetch is due (refresh ahead or retry).
-        var nextFetchAt: Double = .infinity
+        var nextFetchAt: Nanoseconds = .max
         var timerSerial: UInt64 = 0
         /// Waiters are parked until a dying token has expired (see minimumUsefulLifetime).
         var parked = false
@@ -87,18 +88,18 @@ public final class TokenCache: Sendable {
         var refused: Token?
         /// The token value a renewal after a 401 returned unchanged, and until when
         /// 401s for it pass through without a fetch.
-        var confirmed: (value: Secret, until: Double)?
+        var confirmed: (value: Secret, until: Nanoseconds)?
         /// Replaced by a reload: no more background renewals or retries.
         var retired = false
     }
 
-    static let maxBackoff: Double = 30
+    static let maxBackoff: Nanoseconds = .seconds(30)
     /// A token issued with less life than this is not used: the cache waits
     /// for it to expire and fetches a new one, instead of fetching again and
     /// again while the API keeps returning the dying token.
-    static let minimumUsefulLifetime: Int64 = 2
+    static let minimumUsefulLifetime: Nanoseconds = .seconds(2)
     /// How long a token confirmed after a 401 stays confirmed.
-    public static let confirmationWindow: Double = 10
+    public static let confirmationWindow: Nanoseconds = .seconds(10)
 
     private let state = Mutex(State())
     private let source: any TokenSource
@@ -127,7 +128,7 @@ public final class TokenCache: Sendable {
     public func retire() {
         state.withLock { s in
             s.retired = true
-            s.nextFetchAt = .infinity
+            s.nextFetchAt = .max
             s.timerSerial &+= 1
         }
     }
@@ -198,7 +199,7 @@ public final class TokenCache: Sendable {
 
     /// With no usable token: join the fetch in flight, fail fast while the
     /// endpoint backs off, or start the one fetch. Under the lock.
-    private static func joinOrStartFetch(_ s: inout State, now: Double, reason: FetchReason, _ completion: @escaping Waiter) -> Next {
+    private static func joinOrStartFetch(_ s: inout State, now: Nanoseconds, reason: FetchReason, _ completion: @escaping Waiter) -> Next {
         if s.fetching != nil {
             s.waiters.append(completion)
             return .wait
@@ -224,7 +225,7 @@ public final class TokenCache: Sendable {
         return state.withLock { s in
             let valid = s.current.map { $0.isUsable(at: now) } ?? false
             return TokenStatus(
-                valid: valid, expiresIn: s.current.map { $0.expiresAt - now }, lastError: s.lastError,
+                valid: valid, expiresIn: s.current.map { now.timeLeft(until: $0.expiresAt) }, lastError: s.lastError,
                 fetching: s.fetching != nil, generation: s.generation)
         }
     }
@@ -232,11 +233,11 @@ public final class TokenCache: Sendable {
     // MARK: - Fetching
 
     /// Starts a background fetch when one is due and none runs.
-    private static func backgroundFetchDue(_ s: inout State, now: Double) -> FetchReason? {
+    private static func backgroundFetchDue(_ s: inout State, now: Nanoseconds) -> FetchReason? {
         guard s.fetching == nil, !s.retired, now >= s.nextFetchAt else { return nil }
         let reason: FetchReason = s.current == nil ? .retry : .refresh
         s.fetching = reason
-        s.nextFetchAt = .infinity
+        s.nextFetchAt = .max
         return reason
     }
 
@@ -247,10 +248,10 @@ public final class TokenCache: Sendable {
         }
     }
 
-    private func fetchCompleted(_ result: Result<IssuedToken, TokenError>, reason: FetchReason, startedAt: Double) {
+    private func fetchCompleted(_ result: Result<IssuedToken, TokenError>, reason: FetchReason, startedAt: Nanoseconds) {
         let now = clock.now()
         var events: [TokenEvent] = []
-        var timer: (Double, UInt64)?
+        var timer: (Nanoseconds, UInt64)?
         let (waiters, outcome) = state.withLock { s -> ([Waiter], Result<Token, TokenError>) in
             s.fetching = nil
             let waiters = s.waiters
@@ -259,7 +260,7 @@ public final class TokenCache: Sendable {
             if case .success(let issued) = result, issued.lifetime <= 0 {
                 result = .failure(.unavailable("the token endpoint returned an expired token"))
             }
-            if case .success(let issued) = result, issued.lifetime < Self.minimumUsefulLifetime,
+            if case .success(let issued) = result, Nanoseconds.seconds(issued.lifetime) < Self.minimumUsefulLifetime,
                 s.current.map({ !$0.isUsable(at: now) }) ?? true
             {
                 // The API handed back a token about to expire: keep the waiters
@@ -268,10 +269,10 @@ public final class TokenCache: Sendable {
                 s.parked = true
                 s.waiters = waiters
                 s.timerSerial += 1
-                let at = startedAt + Double(issued.lifetime) + 0.05
-                s.nextFetchAt = at
-                timer = (at, s.timerSerial)
-                events.append(.notExtended(retryIn: at - now))
+                let refetchAt = startedAt + .seconds(issued.lifetime) + .milliseconds(50)
+                s.nextFetchAt = refetchAt
+                timer = (refetchAt, s.timerSerial)
+                events.append(.notExtended(retryIn: now.timeLeft(until: refetchAt)))
                 return ([], .failure(.unavailable("")))
             }
             let refused = s.refused
@@ -281,7 +282,7 @@ public final class TokenCache: Sendable {
                 s.failures = 0
                 s.retryAt = 0
                 s.lastError = nil
-                let lifetime = Double(issued.lifetime)
+                let lifetime = Nanoseconds.seconds(issued.lifetime)  // clamped: it comes from the network
                 let token: Token
                 if let refused, refused.value == issued.accessToken {
                     // Same value after a 401: the API holds it valid. Keep it (its
@@ -300,7 +301,7 @@ public final class TokenCache: Sendable {
                     if issued.expiredAt <= old.serverExpiredAt {
                         // Not extended (asked before the API's last minute): keep it and
                         // try again halfway to expiry, at most once a second.
-                        let retryIn = max(1, (old.expiresAt - now) / 2)
+                        let retryIn = max(.seconds(1), now.timeLeft(until: old.expiresAt) / 2)
                         s.nextFetchAt = now + retryIn
                         events.append(.notExtended(retryIn: retryIn))
                         s.timerSerial += 1
@@ -319,14 +320,14 @@ public final class TokenCache: Sendable {
                     events.append(.fetched(reason: reason, lifetime: issued.lifetime, newValue: true))
                 }
                 s.current = token
-                s.nextFetchAt = max(token.refreshAt, now + 1)
+                s.nextFetchAt = max(token.refreshAt, now + .seconds(1))
                 s.timerSerial += 1
                 timer = (s.nextFetchAt, s.timerSerial)
                 return (waiters, .success(token))
             case .failure(let error):
                 s.failures += 1
                 var backoff = Self.maxBackoff
-                if s.failures < 6 { backoff = min(Self.maxBackoff, Double(1 << (s.failures - 1))) }
+                if s.failures < 6 { backoff = min(Self.maxBackoff, .seconds(1 << (s.failures - 1))) }
                 s.retryAt = now + backoff
                 s.lastError = error.message
                 s.nextFetchAt = s.retryAt
@@ -346,16 +347,16 @@ public final class TokenCache: Sendable {
 
     private func timerFired(_ serial: UInt64) {
         let now = clock.now()
-        var reschedule: Double?
+        var reschedule: Nanoseconds?
         let reason = state.withLock { s -> FetchReason? in
-            guard serial == s.timerSerial, !s.retired, s.nextFetchAt.isFinite else { return nil }
+            guard serial == s.timerSerial, !s.retired, s.nextFetchAt != .max else { return nil }
             if now < s.nextFetchAt {
                 reschedule = s.nextFetchAt  // fired early
                 return nil
             }
             if s.parked {
                 s.parked = false
-                s.nextFetchAt = .infinity
+                s.nextFetchAt = .max
                 return .retry  // the parked re-fetch after a dying token
             }
             return Self.backgroundFetchDue(&s, now: now)

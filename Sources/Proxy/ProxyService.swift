@@ -115,7 +115,7 @@ public final class ProxyService: Sendable {
                 if core.labelsAccounts { accountLogger[metadataKey: "account"] = "\(account.name)" }
                 let logger = accountLogger
                 let metrics = core.metrics
-                tokens = TokenCache(source: fetcher, clock: SystemTokenClock()) { event in
+                tokens = TokenCache(source: fetcher, clock: SystemTokenClock(loop: group.loops[0])) { event in
                     ProxyService.report(event, logger: logger, metrics: metrics, account: accountMetrics)
                 }
             }

@@ -4,8 +4,9 @@
 // a getToken answer, a request path for the path canonicaliser, and a JSON
 // string for the JSON writer. Built by
 // Tests/Fuzz/fuzz.sh with -sanitize=fuzzer,address together with Sources/HTTP1
-// and the pure token files of Sources/Iamport (TokenAnswer, Token, Secret);
-// any crash, overflow or broken invariant traps.
+// and the pure token files of Sources/Iamport (TokenAnswer, Token, Secret,
+// with Sources/EventLoops/MonotonicClock.swift for their unit of time); any
+// crash, overflow or broken invariant traps.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzHTTP1(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
@@ -88,7 +89,7 @@ func checkTokenAnswer(_ input: [UInt8]) {
             precondition(value.utf8.allSatisfy { $0 >= 0x21 && $0 <= 0x7E })
         }
         precondition(TokenAnswer.lifetimes.contains(issued.lifetime))
-        let lifetime = Double(issued.lifetime)
+        let lifetime = Nanoseconds.seconds(issued.lifetime)
         let token = Token(value: issued.accessToken, generation: 1, expiresAt: lifetime,
                           serverExpiredAt: issued.expiredAt, issuedLifetime: lifetime)
         precondition(!token.authorizationLine.contains(0x0D) && !token.authorizationLine.contains(0x0A))

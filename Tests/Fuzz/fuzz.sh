@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # make fuzz: builds the HTTP1 libFuzzer target (with the getToken answer
-# decoder, whose files in Sources/Iamport are pure Swift) and runs it for a
-# bounded time (seconds, first argument) from the seed corpus beside this
-# script. New inputs go to .build/fuzz/corpus (a build product, like the rest
-# of .build); a crashing input is kept in .build/fuzz/.
+# decoder, whose files in Sources/Iamport are pure Swift, and their unit of
+# time, Sources/EventLoops/MonotonicClock.swift) and runs it for a bounded
+# time (seconds, first argument) from the seed corpus beside this script.
+# New inputs go to .build/fuzz/corpus (a build product, like the rest of
+# .build); a crashing input is kept in .build/fuzz/.
 set -uo pipefail
 seconds=${1:-60}
 cd "$(dirname "$0")/../.."
@@ -11,7 +12,8 @@ out=.build/fuzz
 seeds=Tests/Fuzz/corpus
 mkdir -p "$out/corpus"
 if ! swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name HTTP1Fuzz \
-    Sources/HTTP1/*.swift Sources/Iamport/{TokenAnswer,Token,Secret}.swift Tests/Fuzz/HTTP1Fuzz.swift \
+    Sources/HTTP1/*.swift Sources/Iamport/{TokenAnswer,Token,Secret}.swift Sources/EventLoops/MonotonicClock.swift \
+    Tests/Fuzz/HTTP1Fuzz.swift \
     -o "$out/http1-fuzz" >"$out/build.log" 2>&1; then
     cat "$out/build.log"
     exit 1

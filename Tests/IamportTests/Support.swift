@@ -1,25 +1,29 @@
+import EventLoops
 import Synchronization
 @testable import Iamport
 
 /// A clock the test moves by hand; scheduled work runs when the time comes.
 final class ManualClock: TokenClock {
     private struct State {
-        var now: Double = 1000
-        var tasks: [(at: Double, work: @Sendable () -> Void)] = []
+        var now: Nanoseconds = .seconds(1000)
+        var tasks: [(at: Nanoseconds, work: @Sendable () -> Void)] = []
     }
     private let state = Mutex(State())
 
-    func now() -> Double { state.withLock { $0.now } }
+    func now() -> Nanoseconds { state.withLock { $0.now } }
 
-    func schedule(at deadline: Double, _ work: @escaping @Sendable () -> Void) {
+    func schedule(at deadline: Nanoseconds, _ work: @escaping @Sendable () -> Void) {
         state.withLock { $0.tasks.append((deadline, work)) }
     }
 
     var scheduledCount: Int { state.withLock { $0.tasks.count } }
 
-    /// Moves time forward, running what falls due on the way, in order.
+    /// Moves time forward, running what falls due on the way, in order. The
+    /// step is in seconds, as the tests read; a negative one moves the clock
+    /// back (a test undoing a step past a deadline) and runs nothing.
     func advance(by seconds: Double) {
-        let target = now() + seconds
+        let step = Nanoseconds.seconds(abs(seconds))
+        let target = seconds < 0 ? now() - step : now() + step
         while true {
             let next = state.withLock { s -> (@Sendable () -> Void)? in
                 guard let index = s.tasks.indices.min(by: { s.tasks[$0].at < s.tasks[$1].at }),

@@ -1,4 +1,5 @@
 import Dispatch
+import EventLoops
 import Testing
 @testable import Iamport
 
@@ -49,7 +50,7 @@ import Testing
         source.complete(.success(IssuedToken(accessToken: Secret("t1"), serverNow: 5000 + 1741, expiredAt: 5000 + 1800 + 300)))
         let renewed = try! #require(cache.validToken())
         #expect(renewed.generation == first.generation, "same value, same generation")
-        #expect(renewed.expiresAt > first.expiresAt + 290)
+        #expect(renewed.expiresAt > first.expiresAt + .seconds(290))
         #expect(events.all.contains(.fetched(reason: .refresh, lifetime: 359, newValue: false)))
     }
 
@@ -74,7 +75,7 @@ import Testing
         cache.start()
         source.complete(.success(issued("skewed", now: 1_700_000_000 + skew, lifetime: 1800)))
         let token = try! #require(cache.validToken())
-        #expect(abs(token.expiresAt - (clock.now() + 1800)) < 0.001)
+        #expect(token.expiresAt == clock.now() + .seconds(1800))
         clock.advance(by: 1700)
         #expect(cache.validToken() != nil)
         #expect(source.calls == 1)
@@ -162,7 +163,7 @@ import Testing
         let kept = try! #require(cache.validToken(), "the token stays in use")
         #expect(kept.value == held.value && kept.generation == held.generation)
         #expect(kept.expiresAt == held.expiresAt)
-        #expect(events.all.contains(.confirmedAfterUnauthorized(window: 10)))
+        #expect(events.all.contains(.confirmedAfterUnauthorized(window: .seconds(10))))
 
         // For 10 s, more 401s for it pass through at once, without a fetch.
         for _ in 0..<100 {
@@ -281,11 +282,11 @@ import Testing
             #expect(source.calls == expectedCalls, "after \(delay) s")
             clock.advance(by: -0.01 + 0.0)
         }
-        let retries = events.all.compactMap { event -> Double? in
+        let retries = events.all.compactMap { event -> Nanoseconds? in
             if case .fetchFailed(_, _, let retryIn) = event { return retryIn }
             return nil
         }
-        #expect(retries.prefix(8) == [1, 2, 4, 8, 16, 30, 30, 30])
+        #expect(Array(retries.prefix(8)) == [1, 2, 4, 8, 16, 30, 30, 30].map { Nanoseconds.seconds($0) })
         // Recovery.
         source.setRule { _ in .success(issued("ok")) }
         clock.advance(by: 31)

@@ -117,7 +117,7 @@ import Testing
             defer { h.stop() }
             #expect(h.proxy.tokens.status().valid)
             let expiresIn = h.proxy.tokens.status().expiresIn ?? 0
-            #expect(expiresIn > 1790 && expiresIn <= 1800, "offset \(offset): \(expiresIn)")
+            #expect(expiresIn > .seconds(1790) && expiresIn <= .seconds(1800), "offset \(offset): \(expiresIn.inSeconds) s")
             #expect(try h.get("/payments/imp_1").status == 200)
             #expect(h.fake.getTokenCalls == 1)
         }

@@ -11,7 +11,7 @@ import Testing
         let deadline = clock.now() + .milliseconds(20)
         let ran = Latch<(onLoop: Bool, at: Nanoseconds)>()
         clock.schedule(at: deadline) { ran.set((loop.inLoop, MonotonicClock.now())) }
-        let run = try #require(ran.wait(seconds: 5), "the timer never fired")
+        let run = try #require(ran.wait(timeout: .seconds(5)), "the timer never fired")
         #expect(run.onLoop)
         #expect(run.at >= deadline)
     }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSystem
 
 /// An IPv4 or IPv6 socket address, resolved from `HOST:PORT`.
 public struct SocketAddress: Sendable, CustomStringConvertible {

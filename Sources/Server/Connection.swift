@@ -10,6 +10,10 @@ import HTTP1
 /// protocol (pipelining in order, keep-alive, 100-continue, timeouts,
 /// streaming backpressure) lives in the state machine.
 ///
+/// The machine's deadlines count from the loop's time (`loop.now`, read once
+/// per loop iteration), not a clock read per event: timeouts are seconds
+/// long, an iteration microseconds.
+///
 /// `@unchecked Sendable`: confined to `loop`; `Responder` hops there first.
 final class Connection: EventHandler, @unchecked Sendable {
     typealias Action = ConnectionStateMachine.Action
@@ -28,7 +32,7 @@ final class Connection: EventHandler, @unchecked Sendable {
         self.server = server
         self.clientAddress = clientAddress
         self.machine = ConnectionStateMachine(
-            limits: server.configuration.limits, timeouts: .init(server.configuration), now: MonotonicClock.now())
+            limits: server.configuration.limits, timeouts: .init(server.configuration), now: loop.now)
     }
 
     func start() {
@@ -65,7 +69,7 @@ final class Connection: EventHandler, @unchecked Sendable {
     /// Processes buffered bytes and reads more while the machine wants them.
     private func driveInput() {
         while !machine.isClosed {
-            guard perform(machine.processInput(now: MonotonicClock.now(), shuttingDown: server.isShuttingDown)) else {
+            guard perform(machine.processInput(now: loop.now, shuttingDown: server.isShuttingDown)) else {
                 return
             }
             if machine.peerHasClosed {
@@ -78,7 +82,7 @@ final class Connection: EventHandler, @unchecked Sendable {
             var failed = false
             guard
                 machine.read(
-                    now: MonotonicClock.now(),
+                    now: loop.now,
                     { free -> Int in
                         freeSpace = free.count
                         do {
@@ -123,7 +127,7 @@ final class Connection: EventHandler, @unchecked Sendable {
                 return false
             case .screen(let head):
                 let refusal = server.handler.screen(head, clientAddress: clientAddress, loop: loop)
-                action = machine.screened(refusal, now: MonotonicClock.now(), shuttingDown: server.isShuttingDown)
+                action = machine.screened(refusal, now: loop.now, shuttingDown: server.isShuttingDown)
             case .dispatch(let head, let body, let sequence):
                 action = .wait  // drops its reference: the handler gets the only one to the body
                 let request = Request(
@@ -133,7 +137,7 @@ final class Connection: EventHandler, @unchecked Sendable {
             case .sendError(let error, let head):
                 let response = server.handler.errorResponse(error, head: head)
                 server.handler.didRespondOnItsOwn(error, status: response.status, head: head, clientAddress: clientAddress)
-                action = machine.respondOnItsOwn(response, head: head, now: MonotonicClock.now())
+                action = machine.respondOnItsOwn(response, head: head, now: loop.now)
             case .write:
                 action = flush()
             case .linger:
@@ -179,7 +183,7 @@ final class Connection: EventHandler, @unchecked Sendable {
     private func flush() -> Action {
         while true {
             // Nothing (left) to write: the same step as the last byte written.
-            guard machine.hasPendingOutput else { return machine.wrote(0, now: MonotonicClock.now()) }
+            guard machine.hasPendingOutput else { return machine.wrote(0, now: loop.now) }
             var failed = false
             let written = machine.withPendingOutput { head, body -> Int in
                 do {
@@ -191,7 +195,7 @@ final class Connection: EventHandler, @unchecked Sendable {
             }
             if failed { return .close }
             if written == 0 { return machine.writeBlocked() }
-            let next = machine.wrote(written, now: MonotonicClock.now())
+            let next = machine.wrote(written, now: loop.now)
             if case .write = next { continue }
             return next
         }
@@ -203,7 +207,7 @@ final class Connection: EventHandler, @unchecked Sendable {
         loop.assertInLoop()
         guard
             let action = machine.respond(
-                response, sequence: sequence, now: MonotonicClock.now(), shuttingDown: server.isShuttingDown)
+                response, sequence: sequence, now: loop.now, shuttingDown: server.isShuttingDown)
         else { return }
         run(action)
     }
@@ -214,7 +218,7 @@ final class Connection: EventHandler, @unchecked Sendable {
         loop.assertInLoop()
         guard
             let action = machine.respond(
-                response, streamingFrom: source, sequence: sequence, now: MonotonicClock.now(),
+                response, streamingFrom: source, sequence: sequence, now: loop.now,
                 shuttingDown: server.isShuttingDown)
         else { return false }
         // Nothing streams after this head (a HEAD request, or a status
@@ -227,14 +231,14 @@ final class Connection: EventHandler, @unchecked Sendable {
     /// More of a streamed body. False when the client is this far behind
     /// (the source then waits for `resume`), or gone.
     func write(streamed bytes: UnsafeRawBufferPointer, sequence: UInt64) -> Bool {
-        guard machine.appendStreamed(bytes, sequence: sequence, now: MonotonicClock.now()) else { return false }
+        guard machine.appendStreamed(bytes, sequence: sequence, now: loop.now) else { return false }
         if machine.hasPendingOutput { run(.write) }
         return machine.streamHasRoom()
     }
 
     /// The streamed body is complete.
     func endStream(sequence: UInt64) {
-        run(machine.endStream(sequence: sequence, now: MonotonicClock.now()))
+        run(machine.endStream(sequence: sequence, now: loop.now))
     }
 
     /// The streamed body cannot be completed (its source failed): the client
@@ -248,7 +252,7 @@ final class Connection: EventHandler, @unchecked Sendable {
     }
 
     func respondRaw(_ bytes: [UInt8], sequence: UInt64) {
-        run(machine.respondRaw(bytes, sequence: sequence, now: MonotonicClock.now()))
+        run(machine.respondRaw(bytes, sequence: sequence, now: loop.now))
     }
 
     // MARK: - Timeouts and closing

@@ -92,7 +92,7 @@ public final class UpstreamClient: @unchecked Sendable {
     ) {
         loop.assertInLoop()
         curl.start()
-        let deadline = MonotonicClock.now() &+ timeout
+        let deadline = loop.now &+ timeout  // the loop's time: a deadline seconds away
         let (head, bodyInHead) = encoder.encode(request)
         let machine = ExchangeStateMachine(
             totalBytes: UpstreamExchange.totalBytes(head: head, bodyInHead: bodyInHead, request: request),

@@ -134,6 +134,18 @@ public final class EventLoop: @unchecked Sendable {
         return true
     }
 
+    /// Drops `handler`'s registration of a number the kernel no longer
+    /// knows as it was (closed without being unregistered, and perhaps
+    /// reused since): the epoll entry went with the old file, so only the
+    /// slot is cleared. For libcurl's sockets, which it may close on its own.
+    public func forget(_ socket: Socket, handler: EventHandler) {
+        assertInLoop()
+        let slot = Int(socket.descriptor)
+        guard slot < handlers.count, handlers[slot] === handler else { return }
+        handlers[slot] = nil
+        _ = epoll_ctl(epfd, EPOLL_CTL_DEL, socket.descriptor, nil)  // ENOENT or EBADF: already gone
+    }
+
     /// Every registered handler, for sweeps such as timeouts and shutdown.
     public func forEachHandler(_ body: (EventHandler) -> Void) {
         assertInLoop()
@@ -152,7 +164,8 @@ public final class EventLoop: @unchecked Sendable {
 
     @discardableResult
     public func schedule(after delay: Nanoseconds, _ task: @escaping () -> Void) -> TimerID {
-        schedule(at: MonotonicClock.now() &+ delay, task)
+        let (deadline, overflow) = MonotonicClock.now().addingReportingOverflow(delay)
+        return schedule(at: overflow ? .max : deadline, task)
     }
 
     public func cancel(_ timer: TimerID) {

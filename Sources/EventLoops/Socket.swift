@@ -51,14 +51,17 @@ public struct Socket: Sendable, Hashable, CustomStringConvertible {
     /// Accepts one waiting connection, non-blocking and close-on-exec.
     /// - Returns: nil when none is waiting.
     public func accept() throws(SystemError) -> (Socket, SocketAddress)? {
-        var address = SocketAddress(storage: sockaddr_storage(), length: socklen_t(MemoryLayout<sockaddr_storage>.size))
-        let fd = withUnsafeMutablePointer(to: &address.storage) { ptr in
-            ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { csystem_accept4(descriptor, $0, &address.length) }
+        while true {
+            var address = SocketAddress(storage: sockaddr_storage(), length: socklen_t(MemoryLayout<sockaddr_storage>.size))
+            let fd = withUnsafeMutablePointer(to: &address.storage) { ptr in
+                ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { csystem_accept4(descriptor, $0, &address.length) }
+            }
+            if fd >= 0 { return (Socket(adopting: fd), address) }
+            let code = errno
+            if code == EINTR { continue }
+            if code == EAGAIN || code == EWOULDBLOCK { return nil }
+            throw failure("accept4", code)
         }
-        if fd >= 0 { return (Socket(adopting: fd), address) }
-        let code = errno
-        if code == EAGAIN || code == EWOULDBLOCK { return nil }
-        throw failure("accept4", code)
     }
 
     /// Connects, blocking (for `healthcheck`'s probe, not for the loops).

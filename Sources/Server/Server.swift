@@ -145,7 +145,8 @@ public final class Server: Sendable {
         // The grace period bounds the whole drain: what is still open a
         // little before its end (a stuck exchange) is closed then.
         let start = MonotonicClock.now()
-        let forceAt = start + grace - min(grace / 10, .milliseconds(500))
+        let end = grace > Nanoseconds.max - start ? Nanoseconds.max : start + grace
+        let forceAt = end - min(grace / 10, .milliseconds(500))
         waitForNoConnections(until: forceAt)
         let clean = openConnections == 0
         if !clean {
@@ -156,7 +157,7 @@ public final class Server: Sendable {
                     }
                 }
             }
-            waitForNoConnections(until: start + grace)
+            waitForNoConnections(until: end)
         }
         return clean
     }

@@ -36,6 +36,8 @@ final class CurlMulti {
     private var errorBuffers: [UnsafeMutableRawPointer: UnsafeMutablePointer<CChar>] = [:]
 
     /// Easy handles kept for later connects.
+    /// Handles `curl_multi_remove_handle` refused to take out: freed in `close`.
+    private var stuckHandles: [UnsafeMutableRawPointer] = []
     static let maxSpareHandles = 64
 
     init(client: UpstreamClient, loop: EventLoop, endpoint: Endpoint, configuration: UpstreamConfiguration) {
@@ -206,9 +208,16 @@ final class CurlMulti {
     func remove(_ connection: UpstreamConnection) {
         var detached = true
         if let multi { detached = curl_multi_remove_handle(multi, connection.easy) == CURLM_OK }
-        // A handle still in the multi handle cannot be reused or freed
-        // safely; the multi handle's cleanup frees it at the end.
-        if detached { recycle(connection.easy) }
+        if detached {
+            recycle(connection.easy)
+        } else {
+            // Still in the multi handle: it must no longer lead to the
+            // connection (a late message for it is then skipped), and it is
+            // freed in `close`, after the multi handle and before the share.
+            let cleared = ccurl_easy_setopt_pointer(connection.easy, CURLOPT_PRIVATE, nil)
+            assert(cleared == CURLE_OK, "CURLOPT_PRIVATE takes any pointer")
+            stuckHandles.append(connection.easy)
+        }
     }
 
     /// Keeps a handle out of the multi handle for a later connect, once it
@@ -233,11 +242,12 @@ final class CurlMulti {
         }
         for (socket, watched) in sockets { loop.unregister(socket, handler: watched) }
         sockets.removeAll()
-        for easy in spareHandles {
+        for easy in spareHandles + stuckHandles {
             curl_easy_cleanup(easy)
             errorBuffers.removeValue(forKey: easy)?.deallocate()
         }
         spareHandles.removeAll()
+        stuckHandles.removeAll()
         // Last: libcurl refuses to free a share some easy handle still uses.
         if case .success(let share)? = sessionShare {
             let rc = curl_share_cleanup(share)
@@ -289,7 +299,7 @@ final class CurlMulti {
                 // callback (its resolver's socket pair) and is a new socket
                 // now: register that one.
                 sockets.removeValue(forKey: socket)
-                loop.unregister(socket, handler: watched)
+                loop.forget(socket, handler: watched)
             }
         }
         do {

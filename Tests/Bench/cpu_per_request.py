@@ -10,8 +10,9 @@ processes: CPU microseconds and context switches per request.
 Several binaries are measured in turn, round after round (an A/B of two
 builds). Environment: METHOD (POST or GET, default POST), UPSTREAM (plain or
 tls), CONNS (64), DURATION (6 seconds), ROUNDS (2), RECORD=path (also `perf record
--g` the last binary into that file), TAIL=1 (instead: three wrk runs back to
-back per contender, p50 and p99 each, to see a cold pool's first run).
+-g` the last binary into that file; with TAIL, its first, cold run), TAIL=1
+(instead: three wrk runs back to back per contender, p50 and p99 each, to
+see a cold pool's first run).
 Needs nginx, wrk, openssl and perf; everything on 127.0.0.1, stopped at the end.
 """
 import os
@@ -90,9 +91,17 @@ def main():
             bench.wait_port(port)
         time.sleep(1)
         if os.environ.get("TAIL"):
-            for name, (port, _) in contenders.items():
+            for name, (port, proc) in contenders.items():
                 for run in range(3):
+                    recorder = None
+                    if os.environ.get("RECORD") and run == 0 and proc is not None:
+                        recorder = subprocess.Popen(["perf", "record", "-F", "2999", "-g", "-o", os.environ["RECORD"],
+                                                     "-p", str(proc.pid), "--", "sleep", str(DURATION)],
+                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        time.sleep(0.5)
                     out = subprocess.run(wrk(port, DURATION), capture_output=True, text=True).stdout
+                    if recorder:
+                        recorder.wait()
                     rps = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)
                     p50 = re.search(r"\n\s+50%\s+(\S+)", out).group(1)
                     p99 = re.search(r"\n\s+99%\s+(\S+)", out).group(1)

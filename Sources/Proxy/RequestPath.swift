@@ -9,12 +9,17 @@ struct RequestPath {
     var query: ArraySlice<UInt8>?
     /// The canonical path: `path` itself when it is already canonical.
     var canonical: ArraySlice<UInt8>
+    /// Path and query as received, in one piece of the head's bytes; nil
+    /// when the path is not the one received (an absolute-form target
+    /// without a path is sent as `/`).
+    var sent: ArraySlice<UInt8>?
 
     /// The request's path, canonicalised once by the head parser.
     static func of(_ head: RequestHead) -> Result<RequestPath, PathRefusal> {
         let query = head.path.upperBound < head.target.upperBound
             ? head[(head.path.upperBound + 1)..<head.target.upperBound] : nil
-        return make(path: head[head.path], query: query, canonical: head.canonicalPath)
+        let sent = head.path.isEmpty ? nil : head[head.path.lowerBound..<head.target.upperBound]
+        return make(path: head[head.path], query: query, sent: sent, canonical: head.canonicalPath)
     }
 
     /// Splits and canonicalises a target in origin form, as the head parser
@@ -23,18 +28,19 @@ struct RequestPath {
         let pathEnd = target.firstIndex(of: ASCII.question) ?? target.endIndex
         let path = target[..<pathEnd]
         let query = pathEnd < target.endIndex ? target[(pathEnd + 1)...] : nil
-        return make(path: path, query: query, canonical: CanonicalPath.of(path))
+        return make(path: path, query: query, sent: path.isEmpty ? nil : target[path.startIndex...],
+                    canonical: CanonicalPath.of(path))
     }
 
-    private static func make(path: ArraySlice<UInt8>, query: ArraySlice<UInt8>?, canonical: CanonicalPath)
-        -> Result<RequestPath, PathRefusal>
-    {
+    private static func make(
+        path: ArraySlice<UInt8>, query: ArraySlice<UInt8>?, sent: ArraySlice<UInt8>?, canonical: CanonicalPath
+    ) -> Result<RequestPath, PathRefusal> {
         switch canonical {
-        case .asSent: return .success(RequestPath(path: path, query: query, canonical: path))
+        case .asSent: return .success(RequestPath(path: path, query: query, canonical: path, sent: sent))
         case .rewritten(let bytes):
             // An absolute-form target without a path is sent as `/`.
-            let sent = path.isEmpty ? bytes[...] : path
-            return .success(RequestPath(path: sent, query: query, canonical: bytes[...]))
+            let sentPath = path.isEmpty ? bytes[...] : path
+            return .success(RequestPath(path: sentPath, query: query, canonical: bytes[...], sent: path.isEmpty ? nil : sent))
         case .refused(let refusal): return .failure(refusal)
         }
     }
@@ -121,16 +127,18 @@ struct RequestPath {
 
     /// Path and query as forwarded: the path as sent, the query without its
     /// `_token` parameters (an old way of passing the token, which the proxy
-    /// replaces).
-    func forwardedPathAndQuery() -> [UInt8] {
+    /// replaces). Usually the received bytes themselves, not a copy.
+    func forwardedPathAndQuery() -> ArraySlice<UInt8> {
+        let stripping = query?.containsTokenParameter() ?? false
+        if !stripping, let sent { return sent }
         var out: [UInt8] = []
         out.reserveCapacity(path.count + 1 + (query?.count ?? 0))
         out.append(contentsOf: path)
-        guard let query else { return out }
-        guard query.containsTokenParameter() else {
+        guard let query else { return out[...] }
+        guard stripping else {
             out.append(ASCII.question)
             out.append(contentsOf: query)
-            return out
+            return out[...]
         }
         // Kept parameters, each with the separator that came before it.
         var kept = 0
@@ -144,7 +152,7 @@ struct RequestPath {
             }
             start = i + 1
         }
-        return out
+        return out[...]
     }
 
     /// `&`, and `;`, which some servers also split a query on.

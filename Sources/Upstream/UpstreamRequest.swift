@@ -6,8 +6,9 @@ public struct UpstreamRequest: Sendable {
     public var method: Method
     /// The method's own bytes, for methods outside `Method`'s list.
     public var methodName: String
-    /// Path and query, starting with `/`.
-    public var pathAndQuery: [UInt8]
+    /// Path and query, starting with `/` (usually a slice of the client's
+    /// request head: written into the upstream's head, not copied before).
+    public var pathAndQuery: ArraySlice<UInt8>
     /// Header lines `Name: value`, each followed by a NUL byte, written to
     /// the upstream in this order after `Host` and `firstLine`.
     public var headerLines: [UInt8]
@@ -23,6 +24,12 @@ public struct UpstreamRequest: Sendable {
 
     public init(method: Method, methodName: String, pathAndQuery: [UInt8], headerLines: [UInt8], firstLine: [UInt8] = [],
                 body: [UInt8]?) {
+        self.init(method: method, methodName: methodName, pathAndQuery: pathAndQuery[...], headerLines: headerLines,
+                  firstLine: firstLine, body: body)
+    }
+
+    public init(method: Method, methodName: String, pathAndQuery: ArraySlice<UInt8>, headerLines: [UInt8],
+                firstLine: [UInt8] = [], body: [UInt8]?) {
         self.resendable = method == .get || method == .head || method == .options
         self.method = method
         self.methodName = methodName

@@ -65,27 +65,41 @@ struct Check: ParsableCommand {
     }
 }
 
-/// One exchange on a loop of its own, for `check`.
-enum OneExchange {
-    static func run(upstream configuration: UpstreamConfiguration, _ request: UpstreamRequest,
-                    timeout: Nanoseconds) -> Result<UpstreamResponse, UpstreamError>? {
+/// One event loop with an upstream client on it, for `check`: made, used
+/// for one call, then released (the client closed on its loop first).
+struct CheckLoop {
+    let group: EventLoopGroup
+    let upstream: UpstreamClient
+
+    init(_ configuration: UpstreamConfiguration) throws(SystemError) {
         signal(SIGPIPE, SIG_IGN)
         _ = UpstreamClient.globalInit
-        guard let group = try? EventLoopGroup(count: 1) else { return .failure(.unreachable("cannot start an event loop")) }
-        let upstream = UpstreamClient(loop: group.loops[0], configuration: configuration)
-        let outcome = Latch<Result<UpstreamResponse, UpstreamError>>()
-        group.loops[0].execute {
-            upstream.send(request) { outcome.set($0) }
-        }
-        let result = outcome.wait(timeout: timeout)
+        group = try EventLoopGroup(count: 1)
+        upstream = UpstreamClient(loop: group.loops[0], configuration: configuration)
+    }
+
+    func close() {
         let done = Latch<Void>()
-        group.loops[0].execute {
+        group.loops[0].execute { [upstream] in
             upstream.close()
             done.set()
         }
         _ = done.wait(timeout: .seconds(5))
         group.shutdown()
-        return result
+    }
+}
+
+/// One exchange on a loop of its own, for `check`.
+enum OneExchange {
+    static func run(upstream configuration: UpstreamConfiguration, _ request: UpstreamRequest,
+                    timeout: Nanoseconds) -> Result<UpstreamResponse, UpstreamError>? {
+        guard let check = try? CheckLoop(configuration) else { return .failure(.unreachable("cannot start an event loop")) }
+        defer { check.close() }
+        let outcome = Latch<Result<UpstreamResponse, UpstreamError>>()
+        check.group.loops[0].execute { [upstream = check.upstream] in
+            upstream.send(request) { outcome.set($0) }
+        }
+        return outcome.wait(timeout: timeout)
     }
 }
 
@@ -127,26 +141,17 @@ enum SecretCheck {
 enum TokenCheck {
     static func run(upstream configuration: UpstreamConfiguration, apiKey: Secret, apiSecret: Secret,
                     timeout: Nanoseconds) -> Result<String, RuntimeFailure> {
-        signal(SIGPIPE, SIG_IGN)
-        _ = UpstreamClient.globalInit
-        let group: EventLoopGroup
+        let check: CheckLoop
         do {
-            group = try EventLoopGroup(count: 1)
+            check = try CheckLoop(configuration)
         } catch {
             return .failure(RuntimeFailure(description: "cannot start an event loop: \(error)"))
         }
-        let upstream = UpstreamClient(loop: group.loops[0], configuration: configuration)
-        let client = GetTokenClient(upstream: upstream, apiKey: apiKey, apiSecret: apiSecret)
+        let client = GetTokenClient(upstream: check.upstream, apiKey: apiKey, apiSecret: apiSecret)
         let outcome = Latch<Result<IssuedToken, TokenError>>()
         client.fetchToken { outcome.set($0) }
         let result = outcome.wait(timeout: timeout)
-        let done = Latch<Void>()
-        group.loops[0].execute {
-            upstream.close()
-            done.set()
-        }
-        _ = done.wait(timeout: .seconds(5))
-        group.shutdown()
+        check.close()
         switch result {
         case .success(let token):
             return .success("ok: a token was issued, valid for \(token.lifetime) s (by the API's clock)")

@@ -217,6 +217,18 @@ def main():
     report(results, facts, args)
 
 
+def make_certificates(work, common_name="127.0.0.1"):
+    """A CA (ca.pem) and a server certificate for 127.0.0.1 and localhost
+    signed by it (server.pem, server.key) in `work`, made on the spot."""
+    ssl = lambda *a: subprocess.run(["openssl", *a], cwd=work, check=True, capture_output=True)
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=bench CA")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={common_name}")
+    with open(os.path.join(work, "san.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
+        "-extfile", "san.ext", "-out", "server.pem")
+
+
 def nginx_temp_paths(work):
     """nginx wants writable temporary directories."""
     os.makedirs(os.path.join(work, "tmp"), exist_ok=True)
@@ -361,14 +373,7 @@ def run(work, procs, args):
     payment = payment_json()
     with open(os.path.join(work, "payment.json"), "w") as f:
         f.write(payment)
-    # A CA and a certificate for 127.0.0.1, made on the spot.
-    ssl = lambda *a: subprocess.run(["openssl", *a], cwd=work, check=True, capture_output=True)
-    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=bench CA")
-    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
-    with open(os.path.join(work, "san.ext"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
-        "-extfile", "san.ext", "-out", "server.pem")
+    make_certificates(work)
 
     binaries = {PROXY: args.binary}
     if args.baseline:

@@ -9,7 +9,7 @@ processes: CPU microseconds and context switches per request.
 
 Several binaries are measured in turn, round after round (an A/B of two
 builds). Environment: METHOD (POST or GET, default POST), UPSTREAM (plain or
-tls), CONNS (64), DURATION (6 seconds), ROUNDS (2), RECORD=path (also `perf record
+tls), CONNS (64), DURATION (6 seconds, at least 3), ROUNDS (2), RECORD=path (also `perf record
 -g` the last binary into that file; with TAIL, its first, cold run), TAIL=1
 (instead: three wrk runs back to back per contender, p50 and p99 each, to
 see a cold pool's first run).
@@ -29,7 +29,9 @@ import bench  # noqa: E402
 METHOD = os.environ.get("METHOD", "POST")
 UPSTREAM = os.environ.get("UPSTREAM", "plain")
 CONNS = os.environ.get("CONNS", "64")
-DURATION = int(os.environ.get("DURATION", "6"))
+DURATION = max(3, int(os.environ.get("DURATION", "6")))
+# perf stat watches the middle of each wrk run: from its first second to a second before its end.
+WINDOW = DURATION - 2
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
 PATH = "/payments/cancel" if METHOD == "POST" else "/payments/imp_bench"
 
@@ -45,7 +47,7 @@ def measure(name, port, pids):
     load = subprocess.Popen(wrk(port, DURATION), stdout=subprocess.PIPE, text=True)
     time.sleep(1)
     stat = subprocess.run(["perf", "stat", "-x,", "-e", "task-clock,context-switches",
-                           "-p", ",".join(map(str, pids)), "--", "sleep", str(DURATION - 2)],
+                           "-p", ",".join(map(str, pids)), "--", "sleep", str(WINDOW)],
                           capture_output=True, text=True)
     out = load.communicate()[0]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -54,7 +56,7 @@ def measure(name, port, pids):
         fields = line.split(",")
         if len(fields) > 3 and fields[0].replace(".", "").isdigit():
             values[fields[2]] = float(fields[0])
-    requests = rps * (DURATION - 2)
+    requests = rps * WINDOW
     print(f"{name:40s} {rps:9.0f} req/s  cpu {values.get('task-clock', 0) * 1000 / requests:6.1f} µs/request"
           f"  context switches {values.get('context-switches', 0) / requests:5.2f}/request", flush=True)
 
@@ -64,14 +66,7 @@ def main():
     work = tempfile.mkdtemp(prefix="iamport-proxy-cpu-")
     procs = bench.Processes()
     try:
-        ssl = lambda *a: subprocess.run(["openssl", *a], cwd=work, check=True, capture_output=True)
-        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", "ca.key", "-out", "ca.pem",
-            "-subj", "/CN=bench CA")
-        ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
-        with open(os.path.join(work, "san.ext"), "w") as f:
-            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
-            "-extfile", "san.ext", "-out", "server.pem")
+        bench.make_certificates(work)
         names = ["up", "up_tls", "up_slow", "ngx", "ngx_tls", "ngx_slow", "hap", "hap_tls", "hap_slow"]
         p = {n: bench.free_port() for n in names}
         bench.write_configs(work, p, bench.payment_json())

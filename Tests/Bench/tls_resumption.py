@@ -27,7 +27,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import TOKEN_BODY, free_port, wait_port  # noqa: E402
+from bench import TOKEN_BODY, free_port, make_certificates, wait_port  # noqa: E402
 
 
 def start_upstream(work, port, resumption, protocols, keepalive=False):
@@ -152,13 +152,7 @@ def main():
     work = tempfile.mkdtemp(prefix="tls-resumption-")
     procs = []
     try:
-        ssl = lambda *a: subprocess.run(["openssl", *a], cwd=work, check=True, capture_output=True)
-        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=bench CA")
-        ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
-        with open(os.path.join(work, "san.ext"), "w") as f:
-            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
-            "-extfile", "san.ext", "-out", "server.pem")
+        make_certificates(work, common_name="localhost")
         print(f"{args.count} sequential requests, then {args.rounds} bursts of {args.burst}; each request on a new upstream connection")
         print("| TLS | upstream resumption | binary | pattern | resumed | wall ms per request | proxy CPU ms per request |")
         print("|---|---|---|---|---|---|---|")

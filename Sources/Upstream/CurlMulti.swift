@@ -151,6 +151,15 @@ final class CurlMulti {
         setup.long(CURLOPT_BUFFERSIZE, 1024)
         setup.long(CURLOPT_CONNECTTIMEOUT_MS, max(1, min(configuration.timeout.inMilliseconds, 10_000)))
         if let caFile = configuration.caFile { setup.string(CURLOPT_CAINFO, caFile) }
+        // One source of trust: the CA file given, or else the system bundle.
+        // Debian's libcurl also searches a CA directory (/etc/ssl/certs) by
+        // default, which would trust the system's CAs beside a configured
+        // file, and which keeps libcurl from caching the parsed store: every
+        // new TLS connection parsed its CA file again, on the loop.
+        setup.unset(CURLOPT_CAPATH)
+        // The parsed store is kept per loop for a minute, so a CA file
+        // replaced in place is used by new connections within a minute.
+        setup.long(CURLOPT_CA_CACHE_TIMEOUT, 60)
         setup.check(CURLOPT_CLOSESOCKETFUNCTION, ccurl_easy_setopt_closesocket_callback(easy, Self.closeSocketCallback))
         setup.pointer(CURLOPT_CLOSESOCKETDATA, Unmanaged.passUnretained(self).toOpaque())
         if let share { setup.pointer(CURLOPT_SHARE, share) }

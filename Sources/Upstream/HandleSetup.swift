@@ -19,6 +19,11 @@ struct HandleSetup {
         check(option, ccurl_easy_setopt_string(easy, option, value))
     }
 
+    /// Back to "none" for a string option whose build default is a value.
+    mutating func unset(_ option: CURLoption) {
+        check(option, ccurl_easy_setopt_string(easy, option, nil))
+    }
+
     mutating func pointer(_ option: CURLoption, _ value: UnsafeMutableRawPointer?) {
         check(option, ccurl_easy_setopt_pointer(easy, option, value))
     }

@@ -313,6 +313,16 @@ struct ExchangeStateMachine {
         return true
     }
 
+    /// A Content-Length body's share of `available` bytes, counted against
+    /// the size limit (nil past it). Bytes after the body's end make the
+    /// connection unfit for reuse.
+    private func takeFromLength(_ remaining: Int, of available: Int, _ body: inout Body) -> Int? {
+        let take = min(remaining, available)
+        if take < available { body.closeAfter = true }
+        body.framing = .length(remaining: remaining - take)
+        return counted(take, &body) ? take : nil
+    }
+
     /// Body bytes while the answer is buffered. An answer still coming whose
     /// buffered body has reached the threshold is handed over now and
     /// streams from here on: what an exchange holds stays bounded.
@@ -320,10 +330,7 @@ struct ExchangeStateMachine {
                                    _ body: inout Body) -> Action {
         switch body.framing {
         case .length(let remaining):
-            let take = min(remaining, bytes.count)
-            if take < bytes.count { body.closeAfter = true }
-            body.framing = .length(remaining: remaining - take)
-            guard counted(take, &body) else { return .fail(tooLarge) }
+            guard let take = takeFromLength(remaining, of: bytes.count, &body) else { return .fail(tooLarge) }
             answer.body.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[0..<take]))
             if remaining - take == 0 { return .deliver(answer, reusable: !body.closeAfter) }
         case .chunked(var decoder):
@@ -358,10 +365,7 @@ struct ExchangeStateMachine {
         var ended = false
         switch body.framing {
         case .length(let remaining):
-            let take = min(remaining, bytes.count)
-            if take < bytes.count { body.closeAfter = true }
-            body.framing = .length(remaining: remaining - take)
-            guard counted(take, &body) else { return .fail(tooLarge) }
+            guard let take = takeFromLength(remaining, of: bytes.count, &body) else { return .fail(tooLarge) }
             piece = .input(0..<take)
             ended = remaining - take == 0
         case .chunked(var decoder):

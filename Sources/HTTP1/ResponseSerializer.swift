@@ -18,7 +18,7 @@ public enum ResponseSerializer {
         _ response: Response, requestMethod: Method, keepAlive: Bool, http10Client: Bool, into out: inout [UInt8]
     ) -> WrittenHead {
         var written = WrittenHead(closes: !keepAlive)
-        out.append(contentsOf: "HTTP/1.1 ".utf8)
+        out.append(literal: "HTTP/1.1 ")
         appendStatus(response.status, to: &out)
         out.append(ASCII.space)
         if let reason = response.reason {
@@ -26,42 +26,42 @@ public enum ResponseSerializer {
         } else {
             reasonPhrase(response.status).withUTF8Buffer { out.append(contentsOf: $0) }
         }
-        out.append(contentsOf: "\r\n".utf8)
+        out.append(literal: "\r\n")
         out.append(contentsOf: response.headerBlock)
         if !Response.statusHasNoBody(response.status) {
             if requestMethod == .head {
                 // The length a GET would have: declared by the origin, or that of
                 // the body a local handler built.
                 if let declared = response.declaredLength ?? (response.body.isEmpty ? nil : response.body.count) {
-                    out.append(contentsOf: "Content-Length: ".utf8)
+                    out.append(literal: "Content-Length: ")
                     appendDecimal(declared, to: &out)
-                    out.append(contentsOf: "\r\n".utf8)
+                    out.append(literal: "\r\n")
                 }
             } else if response.streamed {
                 written.sendsBody = true
                 if let total = response.declaredLength {
-                    out.append(contentsOf: "Content-Length: ".utf8)
+                    out.append(literal: "Content-Length: ")
                     appendDecimal(total, to: &out)
-                    out.append(contentsOf: "\r\n".utf8)
+                    out.append(literal: "\r\n")
                 } else if http10Client {
                     written.closes = true
                 } else {
-                    out.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8)
+                    out.append(literal: "Transfer-Encoding: chunked\r\n")
                     written.chunked = true
                 }
             } else {
-                out.append(contentsOf: "Content-Length: ".utf8)
+                out.append(literal: "Content-Length: ")
                 appendDecimal(response.body.count, to: &out)
-                out.append(contentsOf: "\r\n".utf8)
+                out.append(literal: "\r\n")
                 written.sendsBody = !response.body.isEmpty
             }
         }
         if written.closes {
-            out.append(contentsOf: "Connection: close\r\n".utf8)
+            out.append(literal: "Connection: close\r\n")
         } else if http10Client {
-            out.append(contentsOf: "Connection: keep-alive\r\n".utf8)
+            out.append(literal: "Connection: keep-alive\r\n")
         }
-        out.append(contentsOf: "\r\n".utf8)
+        out.append(literal: "\r\n")
         return written
     }
 

@@ -228,7 +228,7 @@ public final class ProxyHandler: HTTPHandler {
                 if forwardedFor == nil {
                     forwardedFor = head[field.value]
                 } else {
-                    extraForwardedFor.append(contentsOf: ", ".utf8)
+                    extraForwardedFor.append(literal: ", ")
                     extraForwardedFor.append(contentsOf: head[field.value])
                 }
                 continue
@@ -245,15 +245,16 @@ public final class ProxyHandler: HTTPHandler {
             }
             lines.append(0)
         }
-        lines.append(contentsOf: "X-Forwarded-For: ".utf8)
+        lines.append(literal: "X-Forwarded-For: ")
         if let forwardedFor {
             lines.append(contentsOf: forwardedFor)
             lines.append(contentsOf: extraForwardedFor)
-            lines.append(contentsOf: ", ".utf8)
+            lines.append(literal: ", ")
         }
-        lines.append(contentsOf: request.clientAddress.utf8)
+        var clientAddress = request.clientAddress
+        clientAddress.withUTF8 { lines.append(contentsOf: $0) }
         lines.append(0)
-        lines.append(contentsOf: "X-Request-Id: ".utf8)
+        lines.append(literal: "X-Request-Id: ")
         lines.append(contentsOf: requestID)
         lines.append(0)
         if let tierLine = account.tierLine, !sawTier {

@@ -33,27 +33,27 @@ struct RequestEncoder {
         head.append(ASCII.space)
         head.append(contentsOf: pathPrefix)
         head.append(contentsOf: request.pathAndQuery)
-        head.append(contentsOf: " HTTP/1.1\r\nHost: ".utf8)
+        head.append(literal: " HTTP/1.1\r\nHost: ")
         head.append(contentsOf: authority)
-        head.append(contentsOf: "\r\n".utf8)
+        head.append(literal: "\r\n")
         if !request.firstLine.isEmpty {
             head.append(contentsOf: request.firstLine)
-            head.append(contentsOf: "\r\n".utf8)
+            head.append(literal: "\r\n")
         }
         var start = 0
         for (i, b) in request.headerLines.enumerated() where b == 0 {
             head.append(contentsOf: request.headerLines[start..<i])
-            head.append(contentsOf: "\r\n".utf8)
+            head.append(literal: "\r\n")
             start = i + 1
         }
         if let body = request.body {
-            head.append(contentsOf: "Content-Length: ".utf8)
-            head.append(contentsOf: String(body.count).utf8)
-            head.append(contentsOf: "\r\n".utf8)
+            head.append(literal: "Content-Length: ")
+            ResponseSerializer.appendDecimal(body.count, to: &head)
+            head.append(literal: "\r\n")
         } else if request.method == .post || request.method == .put || request.method == .patch {
-            head.append(contentsOf: "Content-Length: 0\r\n".utf8)
+            head.append(literal: "Content-Length: 0\r\n")
         }
-        head.append(contentsOf: "\r\n".utf8)
+        head.append(literal: "\r\n")
         return head
     }
 }

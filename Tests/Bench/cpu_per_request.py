@@ -12,7 +12,8 @@ builds). Environment: METHOD (POST or GET, default POST), UPSTREAM (plain or
 tls), CONNS (64), DURATION (6 seconds, at least 3), ROUNDS (2), RECORD=path (also `perf record
 -g` the last binary into that file; with TAIL, its first, cold run), TAIL=1
 (instead: three wrk runs back to back per contender, p50 and p99 each, to
-see a cold pool's first run).
+see a cold pool's first run), SYSCALLS=1 (also count each contender's system
+calls per request, by name, with the kernel's syscall tracepoints).
 Needs nginx, wrk, openssl and perf; everything on 127.0.0.1, stopped at the end.
 """
 import os
@@ -57,8 +58,32 @@ def measure(name, port, pids):
         if len(fields) > 3 and fields[0].replace(".", "").isdigit():
             values[fields[2]] = float(fields[0])
     requests = rps * WINDOW
+    if os.environ.get("SYSCALLS"):
+        print_syscalls(name, port, pids)
     print(f"{name:40s} {rps:9.0f} req/s  cpu {values.get('task-clock', 0) * 1000 / requests:6.1f} µs/request"
           f"  context switches {values.get('context-switches', 0) / requests:5.2f}/request", flush=True)
+
+
+SYSCALL_NAMES = ["read", "write", "readv", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg",
+                 "epoll_wait", "epoll_pwait", "epoll_ctl", "accept4", "close", "futex", "clock_gettime",
+                 "ioctl", "poll", "getsockopt", "setsockopt", "socket", "connect"]
+
+
+def print_syscalls(name, port, pids):
+    """A second wrk run, counting each system call by name: calls per request."""
+    load = subprocess.Popen(wrk(port, DURATION), stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    events = ",".join(f"syscalls:sys_enter_{n}" for n in SYSCALL_NAMES) + ",raw_syscalls:sys_enter"
+    stat = subprocess.run(["perf", "stat", "-x,", "-e", events, "-p", ",".join(map(str, pids)),
+                           "--", "sleep", str(WINDOW)], capture_output=True, text=True)
+    out = load.communicate()[0]
+    requests = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)) * WINDOW
+    counts = []
+    for line in stat.stderr.splitlines():
+        fields = line.split(",")
+        if len(fields) > 3 and fields[0].isdigit() and int(fields[0]) > 0:
+            counts.append(f"{fields[2].split(':')[-1].replace('sys_enter_', '')} {int(fields[0]) / requests:.2f}")
+    print(f"{name:40s} syscalls per request: " + ", ".join(counts), flush=True)
 
 
 def main():

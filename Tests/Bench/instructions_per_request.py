@@ -1,0 +1,105 @@
+"""User-space instructions per request of iamport-proxy builds, under callgrind.
+
+The machine is shared and noisy, so timed runs need many rounds to show a
+few per cent; an instruction count does not move with the neighbours. Each
+binary runs under `valgrind --tool=callgrind` with one event loop in front of
+the bench's nginx upstream (bench.py's configuration), wrk warms it up, then
+callgrind counts the instructions of a 10 s wrk run at 2 connections.
+Prints instructions per request (the proxy's own code, the Swift runtime,
+libc and libcurl; not the kernel) and, with TOP=n, the n functions with the
+most instructions of their own per request.
+
+    python3 Tests/Bench/instructions_per_request.py [BINARY ...]
+
+Environment: METHOD (POST or GET, default POST), UPSTREAM (plain or tls),
+SECONDS (10), TOP (0), KEEP=dir (keep the callgrind files there).
+Needs valgrind, nginx, wrk and openssl; everything on 127.0.0.1, stopped at the end.
+valgrind 3.19 cannot read Swift 6's DWARF 5, so each binary is measured
+from a copy without debug information (its symbols stay).
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+METHOD = os.environ.get("METHOD", "POST")
+UPSTREAM = os.environ.get("UPSTREAM", "plain")
+SECONDS = int(os.environ.get("SECONDS", "10"))
+TOP = int(os.environ.get("TOP", "0"))
+PATH = "/payments/cancel" if METHOD == "POST" else "/payments/imp_bench"
+
+
+def wrk(port, seconds):
+    cmd = ["wrk", "-t1", "-c2", f"-d{seconds}s"]
+    if METHOD == "POST":
+        cmd += ["-s", bench.POST_SCRIPT]
+    return cmd + [f"http://127.0.0.1:{port}{PATH}"]
+
+
+def measure(binary, work, url, extra, procs, index):
+    stripped = os.path.join(work, f"proxy{index}")
+    subprocess.run(["objcopy", "--strip-debug", binary, stripped], check=True)
+    out = os.path.join(work, f"callgrind{index}.out")
+    port = bench.free_port()
+    # SWIFT_BACKTRACE set: the proxy does not re-execute itself (CrashOutput), which valgrind cannot follow.
+    env = {"PATH": os.environ["PATH"], "IAMPORT_API_KEY": "bench-key", "IAMPORT_API_SECRET": "bench-secret",
+           "SWIFT_BACKTRACE": "enable=no"}
+    proc = procs.start(f"proxy{index}", ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                                         "--instr-atstart=no", stripped, "--event-loops", "1",
+                                         "--listen", f"127.0.0.1:{port}", "--upstream", url, *extra],
+                       env=env, log=os.path.join(work, f"proxy{index}.log"))
+    bench.wait_port(port, 60)
+    subprocess.run(wrk(port, 3), capture_output=True, check=True)
+    subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], capture_output=True, check=True)
+    result = subprocess.run(wrk(port, SECONDS), capture_output=True, text=True, check=True).stdout
+    subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
+    requests = int(re.search(r"(\d+) requests in", result).group(1))
+    if "Non-2xx" in result:
+        raise RuntimeError(f"{binary}: answers other than 2xx:\n{result}")
+    dump = out + ".1"
+    for _ in range(100):
+        if os.path.exists(dump) and os.path.getsize(dump) > 0:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
+    annotate = subprocess.run(["callgrind_annotate", dump], capture_output=True, text=True).stdout
+    total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", annotate).group(1).replace(",", ""))
+    print(f"{binary}: {requests} requests, {total / requests:,.0f} instructions per request", flush=True)
+    if TOP:
+        rows = re.findall(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.+?)(?: \[.*\])?$", annotate, re.M)
+        for count, name in rows[1:TOP + 1]:
+            print(f"    {int(count.replace(',', '')) / requests:8,.0f}  {name.split(':', 1)[-1][:150]}")
+    if os.environ.get("KEEP"):
+        shutil.copy(dump, os.path.join(os.environ["KEEP"], f"callgrind-{index}.out"))
+
+
+def main():
+    binaries = sys.argv[1:] or [bench.BINARY]
+    work = tempfile.mkdtemp(prefix="iamport-proxy-instructions-")
+    procs = bench.Processes()
+    try:
+        bench.make_certificates(work)
+        names = ["up", "up_tls", "up_slow", "ngx", "ngx_tls", "ngx_slow", "hap", "hap_tls", "hap_slow"]
+        p = {n: bench.free_port() for n in names}
+        bench.write_configs(work, p, bench.payment_json())
+        procs.start("upstream", ["nginx", "-c", f"{work}/upstream.conf", "-g", "daemon off;"],
+                    log=f"{work}/upstream.out")
+        bench.wait_port(p["up"])
+        tls = UPSTREAM != "plain"
+        url = f"https://127.0.0.1:{p['up_tls']}" if tls else f"http://127.0.0.1:{p['up']}"
+        extra = ["--upstream-ca-file", f"{work}/ca.pem"] if tls else []
+        for index, binary in enumerate(binaries):
+            measure(binary, work, url, extra, procs, index)
+    finally:
+        procs.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -9,23 +9,27 @@ import Glibc
 public typealias Nanoseconds = UInt64
 
 extension Nanoseconds {
+    // Inlinable, so each use is specialised where it is written: a generic
+    // call across modules went through the BinaryInteger witnesses, some 600
+    // instructions for `.seconds(1)` on the request path.
+
     /// `count` seconds; negative counts are 0, and counts past a century are
     /// a century (values from flags, files and the network stay in range).
-    @inline(__always)
+    @inlinable
     public static func seconds(_ count: Double) -> Nanoseconds {
         guard count > 0 else { return 0 }
         return count >= Self.centurySeconds ? Self.century : Nanoseconds(count * 1e9)
     }
 
     /// `count` seconds, clamped as `seconds(_: Double)`.
-    @inline(__always)
+    @inlinable
     public static func seconds<I: BinaryInteger>(_ count: I) -> Nanoseconds {
         guard count > 0 else { return 0 }
         return count >= Int64(Self.centurySeconds) ? Self.century : Nanoseconds(count) * 1_000_000_000
     }
 
     /// `count` milliseconds, clamped as `seconds(_: Double)`.
-    @inline(__always)
+    @inlinable
     public static func milliseconds<I: BinaryInteger>(_ count: I) -> Nanoseconds {
         guard count > 0 else { return 0 }
         return count >= Int64(Self.centurySeconds) * 1000 ? Self.century : Nanoseconds(count) * 1_000_000
@@ -37,8 +41,8 @@ extension Nanoseconds {
     /// In whole milliseconds, rounded up (for APIs counted in them: epoll, libcurl).
     public var inMilliseconds: Int { Int(clamping: self / 1_000_000 + (self % 1_000_000 == 0 ? 0 : 1)) }
 
-    private static let centurySeconds: Double = 100 * 365 * 86_400
-    private static let century: Nanoseconds = 100 * 365 * 86_400 * 1_000_000_000
+    @usableFromInline static var centurySeconds: Double { 100 * 365 * 86_400 }
+    @usableFromInline static var century: Nanoseconds { 100 * 365 * 86_400 * 1_000_000_000 }
 }
 
 public enum MonotonicClock {

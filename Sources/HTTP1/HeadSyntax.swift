@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The syntax both kinds of head share (RFC 9112 §2 to §5), parsed in one
 /// place as picohttpparser's `parse_request` and `parse_response` share
 /// `parse_headers`: the scan for the end of the head with its line-end checks,
@@ -24,26 +28,30 @@ enum HeadSyntax {
     /// `firstLineEnd` is set to the offset past the first line's LF, if it
     /// was not set before. A CR as the last byte is looked at again on the
     /// next call, when its successor is there.
+    ///
+    /// A line at a time: `memchr` finds its LF and any CR before the CR that
+    /// must precede it, each in one vectorised pass (a loop over the bytes
+    /// testing each for both was a third of an answer head's parse).
     @inline(__always)
     static func scan(
         _ buffer: UnsafeRawBufferPointer, start: Int, from: Int, firstLineEnd: inout Int?
     ) -> Scan {
         let n = buffer.count
+        guard from < n, let base = buffer.baseAddress else { return .incomplete(resume: from) }
         var i = from
         while i < n {
-            let b = buffer[i]
-            if b == ASCII.lf {
-                if i == start || buffer[i - 1] != ASCII.cr { return .bareLF }
-                if firstLineEnd == nil { firstLineEnd = i + 1 }
-                if i - start >= 3 && buffer[i - 2] == ASCII.lf && buffer[i - 3] == ASCII.cr { return .end(i + 1) }
-            } else if b == ASCII.cr {
-                if i + 1 < n {
-                    if buffer[i + 1] != ASCII.lf { return .bareCR }
-                } else {
-                    break  // look again when the next byte is here
-                }
+            let lf = memchr(base + i, Int32(ASCII.lf), n - i).map { base.distance(to: UnsafeRawPointer($0)) } ?? n
+            // A CR is allowed only just before the LF; with no LF yet, a CR
+            // as the last byte waits for its successor.
+            let crAllowedAt = lf < n ? lf - 1 : n - 1
+            if crAllowedAt > i, memchr(base + i, Int32(ASCII.cr), crAllowedAt - i) != nil { return .bareCR }
+            guard lf < n else {
+                return .incomplete(resume: buffer[n - 1] == ASCII.cr ? n - 1 : n)
             }
-            i += 1
+            if lf == start || buffer[lf - 1] != ASCII.cr { return .bareLF }
+            if firstLineEnd == nil { firstLineEnd = lf + 1 }
+            if lf - start >= 3 && buffer[lf - 2] == ASCII.lf && buffer[lf - 3] == ASCII.cr { return .end(lf + 1) }
+            i = lf + 1
         }
         return .incomplete(resume: i)
     }

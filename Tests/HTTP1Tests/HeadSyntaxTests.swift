@@ -166,6 +166,46 @@ struct HeadSyntaxTests {
         #expect(scan("\r\n\r\nA\r\n\r\n", start: 4, from: 4) == (.end(9), 7))
     }
 
+    /// The scan finds line ends with memchr; this is the byte-at-a-time
+    /// reading it must agree with, on every input and from every resume point.
+    @Test func theScanAgreesWithAByteAtATimeReading() {
+        func reference(_ b: [UInt8], start: Int, from: Int, first: inout Int?) -> HeadSyntax.Scan {
+            var i = from
+            while i < b.count {
+                if b[i] == ASCII.lf {
+                    if i == start || b[i - 1] != ASCII.cr { return .bareLF }
+                    if first == nil { first = i + 1 }
+                    if i - start >= 3 && b[i - 2] == ASCII.lf && b[i - 3] == ASCII.cr { return .end(i + 1) }
+                } else if b[i] == ASCII.cr {
+                    if i + 1 >= b.count { break }
+                    if b[i + 1] != ASCII.lf { return .bareCR }
+                }
+                i += 1
+            }
+            return .incomplete(resume: i)
+        }
+        let alphabet: [UInt8] = Array("a:\r\n\r\n \r\n".utf8)
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let bytes = (0..<Int.random(in: 0...24, using: &random)).map { _ in alphabet.randomElement(using: &random)! }
+            let start = bytes.isEmpty ? 0 : Int.random(in: 0..<bytes.count, using: &random)
+            // Every prefix first, then the whole, resuming where each left off, as bytes arrive.
+            var first: Int?
+            var expectedFirst: Int?
+            var resume = start
+            var expectedResume = start
+            for end in start...bytes.count {
+                let prefix = Array(bytes[..<end])
+                let got = prefix.withUnsafeBytes { HeadSyntax.scan($0, start: start, from: resume, firstLineEnd: &first) }
+                let expected = reference(prefix, start: start, from: expectedResume, first: &expectedFirst)
+                #expect(got == expected && first == expectedFirst, "\(bytes) start \(start) end \(end)")
+                guard case .incomplete(let next) = expected, got == expected else { break }
+                resume = next
+                expectedResume = next
+            }
+        }
+    }
+
     @Test(arguments: [
         ("0", 0), ("42", 42), ("000000000000042", 42), ("999999999999999", 999_999_999_999_999),
         ("1000000000000000", nil), ("", nil), (" 1", nil), ("1 ", nil), ("+1", nil), ("1,1", nil),

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Byte constants and character classes of RFC 9110 / 9112, as tables so the
 /// parser checks a byte with one load.
 public enum ASCII {
@@ -98,6 +102,25 @@ extension Collection where Element == UInt8 {
     public func equalsIgnoringCase<Other: Collection>(_ other: Other) -> Bool where Other.Element == UInt8 {
         guard count == other.count else { return false }
         return zip(self, other).allSatisfy { ASCII.lower($0) == ASCII.lower($1) }
+    }
+}
+
+extension ArraySlice where Element == UInt8 {
+    /// Byte-for-byte equality with a literal, through one `memcmp`.
+    /// (`elementsEqual("…".utf8)` walks String's UTF-8 view generically,
+    /// a few hundred instructions for a method name.)
+    @inlinable
+    public func equals(_ literal: StaticString) -> Bool {
+        count == literal.utf8CodeUnitCount && hasPrefix(literal)
+    }
+
+    /// Whether these bytes start with a literal's.
+    @inlinable
+    public func hasPrefix(_ literal: StaticString) -> Bool {
+        let n = literal.utf8CodeUnitCount
+        guard n > 0 else { return true }
+        guard count >= n else { return false }
+        return withUnsafeBytes { memcmp($0.baseAddress!, literal.utf8Start, n) == 0 }
     }
 }
 

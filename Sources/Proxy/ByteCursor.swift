@@ -3,72 +3,8 @@ import Glibc
 #endif
 import HTTP1
 
-/// Writes bytes forward into memory whose room was reserved ahead (a log
-/// line's worst-case size): no capacity or uniqueness check per byte, only
-/// the bounds check, which traps rather than write past the room.
-struct ByteCursor {
-    private let start: UnsafeMutablePointer<UInt8>
-    private var at: UnsafeMutablePointer<UInt8>
-    private let end: UnsafeMutablePointer<UInt8>
-
-    init(_ room: UnsafeMutableBufferPointer<UInt8>) {
-        start = room.baseAddress!
-        at = start
-        end = start + room.count
-    }
-
-    /// Bytes written so far.
-    var count: Int { at - start }
-
-    @inline(__always)
-    mutating func put(_ byte: UInt8) {
-        precondition(at < end, "log line larger than its reserved room")
-        at.pointee = byte
-        at += 1
-    }
-
-    mutating func put(_ bytes: UnsafeRawBufferPointer) {
-        precondition(end - at >= bytes.count, "log line larger than its reserved room")
-        guard let source = bytes.baseAddress, !bytes.isEmpty else { return }
-        UnsafeMutableRawPointer(at).copyMemory(from: source, byteCount: bytes.count)
-        at += bytes.count
-    }
-
-    mutating func put(_ text: StaticString) {
-        put(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
-    }
-
-    mutating func put<Bytes: Collection<UInt8>>(_ bytes: Bytes) {
-        let copied: Void? = bytes.withContiguousStorageIfAvailable { put(UnsafeRawBufferPointer($0)) }
-        if copied == nil {
-            for b in bytes { put(b) }
-        }
-    }
-
-    /// `value` in decimal.
-    mutating func put(decimal value: Int) {
-        if value < 0 { put(UInt8(ascii: "-")) }
-        put(decimal: UInt64(value.magnitude))
-    }
-
-    mutating func put(decimal value: UInt64) {
-        var digits = 1
-        var rest = value / 10
-        while rest > 0 {
-            digits += 1
-            rest /= 10
-        }
-        precondition(end - at >= digits, "log line larger than its reserved room")
-        rest = value
-        var i = digits
-        repeat {
-            i -= 1
-            at[i] = UInt8(ascii: "0") + UInt8(rest % 10)
-            rest /= 10
-        } while i > 0
-        at += digits
-    }
-
+/// The access log's and the line log's pieces: times, timestamps, JSON.
+extension ByteCursor {
     /// `n` (0–99) as two digits.
     mutating func put(twoDigits n: Int) {
         put(UInt8(ascii: "0") + UInt8(n / 10 % 10))
@@ -115,29 +51,6 @@ struct ByteCursor {
         put(UInt8(ascii: "."))
         put(UInt8(ascii: "0") + UInt8(milliseconds / 100 % 10)); put(twoDigits: milliseconds % 100)
         put(UInt8(ascii: "Z"))
-    }
-}
-
-/// HTTP1's JSON string writer straight into the reserved room (the access
-/// log): a line's worst case, 6 bytes per byte of text, is the writer's.
-extension ByteCursor: JSONOutput {
-    @inline(__always)
-    mutating func writeByte(_ byte: UInt8) {
-        put(byte)
-    }
-
-    @inline(__always)
-    mutating func writeBytes(_ run: UnsafeBufferPointer<UInt8>) {
-        put(UnsafeRawBufferPointer(run))
-    }
-}
-
-/// A buffer of `capacity` bytes filled by `build`, as an array.
-func bytesWritten(capacity: Int, _ build: (inout ByteCursor) -> Void) -> [UInt8] {
-    [UInt8](unsafeUninitializedCapacity: capacity) { room, count in
-        var cursor = ByteCursor(room)
-        build(&cursor)
-        count = cursor.count
     }
 }
 

@@ -46,7 +46,7 @@ struct RequestPath {
     }
 
     /// Under `/_proxy/`: answered by the proxy, never forwarded.
-    var isLocalEndpoint: Bool { canonical.starts(with: "/_proxy/".utf8) }
+    var isLocalEndpoint: Bool { canonical.hasPrefix("/_proxy/") }
 
     func canonicalEquals(_ literal: StaticString) -> Bool {
         literal.withUTF8Buffer { canonical.elementsEqual($0) }
@@ -97,7 +97,7 @@ struct RequestPath {
         // Escapes in the canonical form have upper-case hex digits.
         var nameEnd = segment.startIndex
         while nameEnd < segment.endIndex && segment[nameEnd] != ASCII.semicolon
-            && !(segment[nameEnd] == ASCII.percent && segment[(nameEnd + 1)...].starts(with: "3B".utf8))
+            && !(segment[nameEnd] == ASCII.percent && segment[(nameEnd + 1)...].hasPrefix("3B"))
         {
             nameEnd += 1
         }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import HTTP1
 
 /// Writes a request for the upstream: request line, `Host`, the first line
@@ -13,47 +16,53 @@ struct RequestEncoder {
     /// so the request is one record, one write. (Plain HTTP sends head and
     /// body together without a copy.)
     func encode(_ request: UpstreamRequest) -> (head: [UInt8], bodyInHead: Bool) {
-        var head = requestHead(request)
-        let bodyInHead = endpoint.tls && (request.body?.count ?? Int.max) <= Self.tlsRecordBytes
-        if bodyInHead, let body = request.body { head.append(contentsOf: body) }
+        let body = request.body
+        let bodyInHead = endpoint.tls && (body?.count ?? Int.max) <= Self.tlsRecordBytes
+        let head = requestHead(request, then: bodyInHead ? body : nil)
         return (head, bodyInHead)
     }
 
     /// `METHOD target HTTP/1.1`, `Host`, the first line (the Authorization),
     /// the request's own lines, `Content-Length` when there is a body (or the
-    /// method expects one), and the blank line.
-    func requestHead(_ request: UpstreamRequest) -> [UInt8] {
-        let pathPrefix = endpoint.pathPrefix
-        let authority = endpoint.authority
-        var head: [UInt8] = []
-        head.reserveCapacity(64 + pathPrefix.count + request.pathAndQuery.count + authority.count
-                             + request.firstLine.count + request.headerLines.count + 2 * 16)
+    /// method expects one), and the blank line; then `body`, if given.
+    /// Written into one buffer of the largest size it can take (each NUL of
+    /// the lines becomes a CRLF, one byte more), with memory copies.
+    func requestHead(_ request: UpstreamRequest, then body: [UInt8]? = nil) -> [UInt8] {
         var method = request.methodName
-        method.withUTF8 { head.append(contentsOf: $0) }
-        head.append(ASCII.space)
-        head.append(contentsOf: pathPrefix)
-        head.append(contentsOf: request.pathAndQuery)
-        head.append(literal: " HTTP/1.1\r\nHost: ")
-        head.append(contentsOf: authority)
-        head.append(literal: "\r\n")
-        if !request.firstLine.isEmpty {
-            head.append(contentsOf: request.firstLine)
-            head.append(literal: "\r\n")
+        let lines = request.headerLines
+        let capacity = method.utf8.count + endpoint.pathPrefix.count + request.pathAndQuery.count
+            + endpoint.authority.count + request.firstLine.count + 2 * lines.count + (body?.count ?? 0) + 96
+        return bytesWritten(capacity: capacity) { out in
+            method.withUTF8 { out.put(UnsafeRawBufferPointer($0)) }
+            out.put(ASCII.space)
+            out.put(endpoint.pathPrefix)
+            out.put(request.pathAndQuery)
+            out.put(" HTTP/1.1\r\nHost: " as StaticString)
+            out.put(endpoint.authority)
+            out.put("\r\n" as StaticString)
+            if !request.firstLine.isEmpty {
+                out.put(request.firstLine)
+                out.put("\r\n" as StaticString)
+            }
+            lines.withUnsafeBytes { all in
+                guard let base = all.baseAddress else { return }
+                var start = 0
+                while start < all.count,
+                      let nul = memchr(base + start, 0, all.count - start).map({ base.distance(to: UnsafeRawPointer($0)) }) {
+                    out.put(UnsafeRawBufferPointer(rebasing: all[start..<nul]))
+                    out.put("\r\n" as StaticString)
+                    start = nul + 1
+                }
+            }
+            if let length = request.body?.count {
+                out.put("Content-Length: " as StaticString)
+                out.put(decimal: length)
+                out.put("\r\n" as StaticString)
+            } else if request.method == .post || request.method == .put || request.method == .patch {
+                out.put("Content-Length: 0\r\n" as StaticString)
+            }
+            out.put("\r\n" as StaticString)
+            if let body { out.put(body) }
         }
-        var start = 0
-        for (i, b) in request.headerLines.enumerated() where b == 0 {
-            head.append(contentsOf: request.headerLines[start..<i])
-            head.append(literal: "\r\n")
-            start = i + 1
-        }
-        if let body = request.body {
-            head.append(literal: "Content-Length: ")
-            ResponseSerializer.appendDecimal(body.count, to: &head)
-            head.append(literal: "\r\n")
-        } else if request.method == .post || request.method == .put || request.method == .patch {
-            head.append(literal: "Content-Length: 0\r\n")
-        }
-        head.append(literal: "\r\n")
-        return head
     }
 }

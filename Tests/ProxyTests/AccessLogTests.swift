@@ -1,4 +1,5 @@
 import Foundation
+import HTTP1
 import Logging
 @testable import Proxy
 import TestSupport

@@ -28,19 +28,23 @@ public final class HTTPTestClient {
     private var buffer: [UInt8] = []
 
     public init(port: Int, timeout: Double = 10) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // `self.fd` is set only once connected: a throw after every stored
+        // property is set runs `deinit`, which would close the number a
+        // second time, by then perhaps another thread's descriptor.
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         if rc != 0 {
             let e = errno
-            close(fd)
+            if descriptor >= 0 { close(descriptor) }
             throw Failure.connect(e)
         }
+        fd = descriptor
         setTimeout(timeout)
     }
 

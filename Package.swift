@@ -36,7 +36,7 @@ let package = Package(
         .target(
             name: "Proxy",
             dependencies: [
-                "Server", "Upstream", "Iamport", "HTTP1", "EventLoops",
+                "Server", "Upstream", "Iamport", "HTTP1", "EventLoops", "CSystem",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -35,6 +35,13 @@ extension Nanoseconds {
         return count >= Int64(Self.centurySeconds) * 1000 ? Self.century : Nanoseconds(count) * 1_000_000
     }
 
+    /// `count` microseconds, clamped as `seconds(_: Double)`.
+    @inlinable
+    public static func microseconds<I: BinaryInteger>(_ count: I) -> Nanoseconds {
+        guard count > 0 else { return 0 }
+        return count >= Int64(Self.centurySeconds) * 1_000_000 ? Self.century : Nanoseconds(count) * 1_000
+    }
+
     /// In seconds, for people (logs, status answers, flags' defaults).
     public var inSeconds: Double { Double(self) / 1e9 }
 

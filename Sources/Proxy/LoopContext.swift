@@ -18,12 +18,17 @@ final class LoopContext: @unchecked Sendable {
     /// The loop thread's access-log batch, when lines are batched.
     var logBatch: LogBatch?
     var serial: UInt64 = 0
+    /// This loop's shards of the latency histograms.
+    let requestDurations: LatencyHistogram.Shard
+    let upstreamDurations: LatencyHistogram.Shard
 
-    init(loop: EventLoop, directory: UpstreamDirectory, routing: RoutingState) {
+    init(loop: EventLoop, directory: UpstreamDirectory, routing: RoutingState, metrics: ProxyMetrics) {
         self.loop = loop
         self.directory = directory
         self.routingState = routing
         self.cachedRouting = routing.routing
+        requestDurations = metrics.requestDuration.makeShard()
+        upstreamDurations = metrics.upstreamDuration.makeShard()
     }
 
     /// The configuration in force: the one this loop saw last, unless a

@@ -330,7 +330,7 @@ public final class ProxyHandler: HTTPHandler {
         exchange.request.firstLine = authorization
         let started = MonotonicClock.now()
         context.upstream(exchange.account.upstreamSlot).send(exchange.request) { [self] result in
-            metrics.upstreamDuration.recordNanoseconds(Int64(MonotonicClock.now() &- started))
+            context.upstreamDurations.record(MonotonicClock.now() &- started)
             switch result {
             case .success(let answer) where answer.status == 401 && !exchange.replayed && answer.stream == nil:
                 guard let token, let tokens = exchange.account.tokens else {
@@ -506,7 +506,7 @@ public final class ProxyHandler: HTTPHandler {
             context.requestCounters[key] = counter
         }
         counter.increment()
-        metrics.requestDuration.recordNanoseconds(Int64(MonotonicClock.now() &- request.receivedAt))
+        context.requestDurations.record(MonotonicClock.now() &- request.receivedAt)
     }
 
     /// Counts an answer given before the request reached a loop's handler

@@ -1,4 +1,5 @@
 import CoreMetrics
+import EventLoops
 import HTTP1
 import Prometheus
 import Synchronization
@@ -9,8 +10,8 @@ import Synchronization
 public final class ProxyMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
-    let requestDuration: CoreMetrics.Timer
-    let upstreamDuration: CoreMetrics.Timer
+    let requestDuration: LatencyHistogram
+    let upstreamDuration: LatencyHistogram
     let openConnections: CoreMetrics.Gauge
     let upstreamConnections: CoreMetrics.Gauge
     private let requestCounters = Mutex<[Int: CoreMetrics.Counter]>([:])
@@ -25,20 +26,17 @@ public final class ProxyMetrics: Sendable {
     /// config file); otherwise there is one account and no such label.
     public init(labelsAccounts: Bool = false) {
         let registry = PrometheusCollectorRegistry()
-        var factory = PrometheusMetricsFactory(registry: registry)
-        let latencyBuckets: [Duration] = [
+        let factory = PrometheusMetricsFactory(registry: registry)
+        let latencyBuckets: [Nanoseconds] = [
             .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
             .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
             .milliseconds(500), .seconds(1), .seconds(2), .seconds(5), .seconds(10), .seconds(30),
         ]
-        factory.durationHistogramBuckets = [
-            "iamport_proxy_request_duration_seconds": latencyBuckets,
-            "iamport_proxy_upstream_duration_seconds": latencyBuckets,
-        ]
         self.registry = registry
         self.factory = factory
-        requestDuration = CoreMetrics.Timer(label: "iamport_proxy_request_duration_seconds", factory: factory)
-        upstreamDuration = CoreMetrics.Timer(label: "iamport_proxy_upstream_duration_seconds", factory: factory)
+        // The latency histograms are the loops' own (LatencyHistogram), written beside the registry's series.
+        requestDuration = LatencyHistogram(name: "iamport_proxy_request_duration_seconds", bounds: latencyBuckets)
+        upstreamDuration = LatencyHistogram(name: "iamport_proxy_upstream_duration_seconds", bounds: latencyBuckets)
         openConnections = CoreMetrics.Gauge(label: "iamport_proxy_open_connections", factory: factory)
         upstreamConnections = CoreMetrics.Gauge(label: "iamport_proxy_upstream_connections_opened", factory: factory)
         unlabelled = labelsAccounts ? nil : AccountMetrics(
@@ -122,7 +120,10 @@ public final class ProxyMetrics: Sendable {
     }
 
     public func render() -> [UInt8] {
-        registry.emitToBuffer()
+        var text = registry.emitToBuffer()
+        requestDuration.render(into: &text)
+        upstreamDuration.render(into: &text)
+        return text
     }
 }
 

@@ -45,7 +45,7 @@ public final class ProxyService: Sendable {
         let own = configuration.accounts.filter { !$0.isShared }
         // A placeholder until the accounts are made: they need the loops' contexts.
         let state = RoutingState(Routing(accounts: [], ownListenerAccounts: own.map(\.name), generation: 0))
-        let contexts = group.loops.map { LoopContext(loop: $0, directory: directory, routing: state) }
+        let contexts = group.loops.map { LoopContext(loop: $0, directory: directory, routing: state, metrics: metrics) }
         let core = ProxyCore(
             routing: state, metrics: metrics, logger: logger, contexts: contexts, directory: directory,
             labelsAccounts: configuration.labelsAccounts)

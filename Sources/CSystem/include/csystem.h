@@ -23,4 +23,15 @@ extern const int csystem_shut_wr;
 
 int csystem_accept4(int fd, struct sockaddr *addr, socklen_t *len);
 
+/// A counter written by one thread and read by others: the writer adds
+/// with a relaxed load and store (no locked instruction, since no other
+/// thread writes it), a reader loads it whole.
+static inline void csystem_owner_add(uint64_t *counter, uint64_t amount) {
+    __atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + amount, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t csystem_load(const uint64_t *counter) {
+    return __atomic_load_n(counter, __ATOMIC_RELAXED);
+}
+
 #endif

@@ -79,12 +79,12 @@ final class UpstreamConnection: EventHandler, PoolableConnection {
         if offset < exchange.head.count {
             return exchange.head.withUnsafeBytes { head in
                 let rest = UnsafeRawBufferPointer(rebasing: head[offset...])
-                guard !exchange.bodyInHead, let body = exchange.request.body, !body.isEmpty else { return send(rest) }
+                guard let body = exchange.body else { return send(rest) }
                 return body.withUnsafeBytes { send(rest, then: $0) }
             }
         }
         let bodyOffset = offset - exchange.head.count
-        return exchange.request.body!.withUnsafeBytes { send(UnsafeRawBufferPointer(rebasing: $0[bodyOffset...])) }
+        return exchange.body!.withUnsafeBytes { send(UnsafeRawBufferPointer(rebasing: $0[bodyOffset...])) }
     }
 
     /// Adds or removes write events (read events stay, edge-triggered).

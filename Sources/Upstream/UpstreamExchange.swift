@@ -2,10 +2,12 @@
 /// of one exchange. Its protocol state is `machine`; the rest is who waits
 /// for the outcome and where it runs.
 final class UpstreamExchange {
-    let request: UpstreamRequest
-    /// Request line and fields, serialized once; the body follows from
-    /// `request.body`, unless it was appended here (`bodyInHead`).
+    /// Request line and fields, serialized once; `body` follows, unless it
+    /// was appended here (`bodyInHead`).
     let head: [UInt8]
+    /// The request's body to send after `head`: nil when there is none or
+    /// it is in `head`. (Only the bytes are kept, not the request.)
+    let body: [UInt8]?
     /// A small body on a TLS connection rides in `head`: one TLS record for
     /// the whole request instead of two.
     let bodyInHead: Bool
@@ -19,8 +21,9 @@ final class UpstreamExchange {
 
     init(request: UpstreamRequest, head: [UInt8], bodyInHead: Bool, machine: ExchangeStateMachine,
          completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void) {
-        self.request = request
         self.head = head
+        let body = bodyInHead ? nil : request.body
+        self.body = body?.isEmpty == true ? nil : body
         self.bodyInHead = bodyInHead
         self.machine = machine
         self.completion = completion

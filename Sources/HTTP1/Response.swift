@@ -22,10 +22,12 @@ public struct Response: Sendable {
         self.body = body
     }
 
+    @inlinable
     public mutating func addHeader(_ name: StaticString, _ value: String) {
         HeaderBlock.append(name: name, value: value, to: &headerBlock)
     }
 
+    @inlinable
     public mutating func addHeader<C: Collection>(_ name: StaticString, bytes value: C) where C.Element == UInt8 {
         HeaderBlock.append(name: name, value: value, to: &headerBlock)
     }
@@ -36,12 +38,16 @@ public struct Response: Sendable {
     }
 }
 
+/// Inlinable: called from other modules with their own collections, and
+/// unspecialised it looked up generic metadata at run time on every answer.
 public enum HeaderBlock {
+    @inlinable
     public static func append(name: StaticString, value: String, to block: inout [UInt8]) {
         var value = value
         value.withUTF8 { append(name: name, value: $0, to: &block) }
     }
 
+    @inlinable
     public static func append<C: Collection>(name: StaticString, value: C, to block: inout [UInt8])
     where C.Element == UInt8 {
         name.withUTF8Buffer { block.append(contentsOf: $0) }

@@ -16,7 +16,9 @@ enum AnswerHead {
             if !standard.withUTF8Buffer({ phrase.elementsEqual($0) }) { answer.reason = Array(phrase) }
         }
         var block: [UInt8] = []
-        block.reserveCapacity(head.length)
+        // Room for the lines the proxy adds (`X-Request-Id`, the replay's
+        // mark), so adding them does not move the block.
+        block.reserveCapacity(head.length + 96)
         for field in head.fields {
             switch field.kind {
             case .contentLength:
@@ -35,7 +37,7 @@ enum AnswerHead {
             }
             // Hop-by-hop, or named in the answer's `Connection`: decided as for requests.
             if head.isHopByHop(field, in: bytes) { continue }
-            block.append(contentsOf: bytes[field.name.lowerBound..<field.value.upperBound])
+            block.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[field.name.lowerBound..<field.value.upperBound]))
             block.append(ASCII.cr)
             block.append(ASCII.lf)
         }

@@ -68,34 +68,43 @@ enum HeadSyntax {
         _ head: UnsafeRawBufferPointer, from: Int, maxCount: Int, into fields: inout [HeaderField]
     ) -> FieldLineDefect? {
         let n = head.count
-        // The tables once, not at every byte (each global's access checks its lazy initialisation).
-        let isTokenChar = ASCII.isTokenChar
-        let isFieldValueChar = ASCII.isFieldValueChar
-        var i = from
-        while i < n {
-            if head[i] == ASCII.cr { break }  // the blank line
-            if ASCII.isOWS(head[i]) { return .obsoleteLineFolding }
-            let nameStart = i
-            while i < n && isTokenChar[Int(head[i])] { i += 1 }
-            guard i < n, head[i] == ASCII.colon else { return .malformedName }
-            if i == nameStart { return .emptyName }
-            let name = nameStart..<i
-            i += 1
-            while i < n && ASCII.isOWS(head[i]) { i += 1 }
-            let valueStart = i
-            var valueEnd = i
-            while i < n && head[i] != ASCII.cr {
-                let b = head[i]
-                guard isFieldValueChar[Int(b)] else { return .controlCharacter }
-                i += 1
-                if !ASCII.isOWS(b) { valueEnd = i }
+        guard let base = head.baseAddress else { return nil }
+        // The tables once, without a bounds check per byte (a byte indexes
+        // 256 entries); each global's access checks its lazy initialisation.
+        return ASCII.isTokenChar.withUnsafeBufferPointer { isTokenChar in
+            ASCII.isFieldValueChar.withUnsafeBufferPointer { isFieldValueChar -> FieldLineDefect? in
+                var i = from
+                while i < n {
+                    if head[i] == ASCII.cr { break }  // the blank line
+                    if ASCII.isOWS(head[i]) { return .obsoleteLineFolding }
+                    let nameStart = i
+                    while i < n && isTokenChar[Int(head[i])] { i += 1 }
+                    guard i < n, head[i] == ASCII.colon else { return .malformedName }
+                    if i == nameStart { return .emptyName }
+                    let name = nameStart..<i
+                    i += 1
+                    while i < n && ASCII.isOWS(head[i]) { i += 1 }
+                    let valueStart = i
+                    // The line's CR (the scan saw one before every LF), then
+                    // the value's bytes checked up to it and its trailing
+                    // whitespace trimmed from the end.
+                    let lineEnd = i < n
+                        ? memchr(base + i, Int32(ASCII.cr), n - i).map { base.distance(to: UnsafeRawPointer($0)) } ?? n
+                        : n
+                    while i < lineEnd {
+                        guard isFieldValueChar[Int(head[i])] else { return .controlCharacter }
+                        i += 1
+                    }
+                    var valueEnd = lineEnd
+                    while valueEnd > valueStart && ASCII.isOWS(head[valueEnd - 1]) { valueEnd -= 1 }
+                    i += 2  // CRLF, checked by the scan
+                    if fields.count == maxCount { return .tooMany }
+                    let kind = FieldKind.classify(UnsafeRawBufferPointer(rebasing: head[name]))
+                    fields.append(HeaderField(name: name, value: valueStart..<valueEnd, kind: kind))
+                }
+                return nil
             }
-            i += 2  // CRLF, checked by the scan
-            if fields.count == maxCount { return .tooMany }
-            let kind = FieldKind.classify(UnsafeRawBufferPointer(rebasing: head[name]))
-            fields.append(HeaderField(name: name, value: valueStart..<valueEnd, kind: kind))
         }
-        return nil
     }
 
     // MARK: - Version and numbers

@@ -206,6 +206,57 @@ struct HeadSyntaxTests {
         }
     }
 
+    /// The field lines are read with memchr for each line's CR; this is
+    /// the byte-at-a-time reading they must agree with, fields and defects.
+    @Test func fieldLinesAgreeWithAByteAtATimeReading() {
+        func reference(_ head: [UInt8], maxCount: Int, into fields: inout [HeaderField]) -> FieldLineDefect? {
+            let n = head.count
+            var i = 0
+            while i < n {
+                if head[i] == ASCII.cr { break }
+                if ASCII.isOWS(head[i]) { return .obsoleteLineFolding }
+                let nameStart = i
+                while i < n && ASCII.isTokenChar[Int(head[i])] { i += 1 }
+                guard i < n, head[i] == ASCII.colon else { return .malformedName }
+                if i == nameStart { return .emptyName }
+                let name = nameStart..<i
+                i += 1
+                while i < n && ASCII.isOWS(head[i]) { i += 1 }
+                let valueStart = i
+                var valueEnd = i
+                while i < n && head[i] != ASCII.cr {
+                    let b = head[i]
+                    guard ASCII.isFieldValueChar[Int(b)] else { return .controlCharacter }
+                    i += 1
+                    if !ASCII.isOWS(b) { valueEnd = i }
+                }
+                i += 2
+                if fields.count == maxCount { return .tooMany }
+                let kind = head.withUnsafeBytes { FieldKind.classify(UnsafeRawBufferPointer(rebasing: $0[name])) }
+                fields.append(HeaderField(name: name, value: valueStart..<valueEnd, kind: kind))
+            }
+            return nil
+        }
+        let pieces = ["a", "Host", ":", " ", "\t", "v", "x-y", "\u{01}", "\u{7F}", "\u{80}", "@", "keep-alive", "  "]
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            // Lines of random pieces, each ended by CRLF as the scan guarantees, then the blank line.
+            var text = ""
+            for _ in 0..<Int.random(in: 0...4, using: &random) {
+                for _ in 0..<Int.random(in: 0...6, using: &random) { text += pieces.randomElement(using: &random)! }
+                text += "\r\n"
+            }
+            text += "\r\n"
+            let head = Array(text.utf8)
+            let maxCount = Int.random(in: 1...4, using: &random)
+            var got: [HeaderField] = []
+            var expected: [HeaderField] = []
+            let defect = head.withUnsafeBytes { HeadSyntax.parseFields($0, from: 0, maxCount: maxCount, into: &got) }
+            let expectedDefect = reference(head, maxCount: maxCount, into: &expected)
+            #expect(defect == expectedDefect && got == expected, "\(text.debugDescription)")
+        }
+    }
+
     @Test(arguments: [
         ("0", 0), ("42", 42), ("000000000000042", 42), ("999999999999999", 999_999_999_999_999),
         ("1000000000000000", nil), ("", nil), (" 1", nil), ("1 ", nil), ("+1", nil), ("1,1", nil),

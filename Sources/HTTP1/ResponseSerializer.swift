@@ -12,56 +12,67 @@ public struct WrittenHead: Sendable, Equatable {
 public enum ResponseSerializer {
     /// Writes the status line, the header block and the framing fields of
     /// `response` into `out`. The body is written by the caller (with writev,
-    /// without copying it here).
+    /// without copying it here). The head is composed with `ByteCursor` in
+    /// room of its largest size and appended to `out` at once: a dozen
+    /// `append` calls cost more than the bytes they copied.
     @discardableResult
     public static func writeHead(
         _ response: Response, requestMethod: Method, keepAlive: Bool, http10Client: Bool, into out: inout [UInt8]
     ) -> WrittenHead {
         var written = WrittenHead(closes: !keepAlive)
-        out.append(literal: "HTTP/1.1 ")
-        appendStatus(response.status, to: &out)
-        out.append(ASCII.space)
-        if let reason = response.reason {
-            out.append(contentsOf: reason)
-        } else {
-            reasonPhrase(response.status).withUTF8Buffer { out.append(contentsOf: $0) }
-        }
-        out.append(literal: "\r\n")
-        out.append(contentsOf: response.headerBlock)
-        if !Response.statusHasNoBody(response.status) {
-            if requestMethod == .head {
-                // The length a GET would have: declared by the origin, or that of
-                // the body a local handler built.
-                if let declared = response.declaredLength ?? (response.body.isEmpty ? nil : response.body.count) {
-                    out.append(literal: "Content-Length: ")
-                    appendDecimal(declared, to: &out)
-                    out.append(literal: "\r\n")
-                }
-            } else if response.streamed {
-                written.sendsBody = true
-                if let total = response.declaredLength {
-                    out.append(literal: "Content-Length: ")
-                    appendDecimal(total, to: &out)
-                    out.append(literal: "\r\n")
-                } else if http10Client {
-                    written.closes = true
-                } else {
-                    out.append(literal: "Transfer-Encoding: chunked\r\n")
-                    written.chunked = true
-                }
+        // Status line, the block, one framing line and one connection line at most, the blank line.
+        let room = 16 + (response.reason?.count ?? 40) + response.headerBlock.count + 64 + 32
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: room) { buffer in
+            var head = ByteCursor(buffer)
+            head.put("HTTP/1.1 " as StaticString)
+            let status = (response.status >= 100 && response.status <= 999) ? response.status : 500
+            head.put(UInt8(ascii: "0") + UInt8(status / 100))
+            head.put(UInt8(ascii: "0") + UInt8(status / 10 % 10))
+            head.put(UInt8(ascii: "0") + UInt8(status % 10))
+            head.put(ASCII.space)
+            if let reason = response.reason {
+                head.put(reason)
             } else {
-                out.append(literal: "Content-Length: ")
-                appendDecimal(response.body.count, to: &out)
-                out.append(literal: "\r\n")
-                written.sendsBody = !response.body.isEmpty
+                head.put(reasonPhrase(response.status))
             }
+            head.put("\r\n" as StaticString)
+            head.put(response.headerBlock)
+            if !Response.statusHasNoBody(response.status) {
+                if requestMethod == .head {
+                    // The length a GET would have: declared by the origin, or that of
+                    // the body a local handler built.
+                    if let declared = response.declaredLength ?? (response.body.isEmpty ? nil : response.body.count) {
+                        head.put("Content-Length: " as StaticString)
+                        head.put(decimal: declared)
+                        head.put("\r\n" as StaticString)
+                    }
+                } else if response.streamed {
+                    written.sendsBody = true
+                    if let total = response.declaredLength {
+                        head.put("Content-Length: " as StaticString)
+                        head.put(decimal: total)
+                        head.put("\r\n" as StaticString)
+                    } else if http10Client {
+                        written.closes = true
+                    } else {
+                        head.put("Transfer-Encoding: chunked\r\n" as StaticString)
+                        written.chunked = true
+                    }
+                } else {
+                    head.put("Content-Length: " as StaticString)
+                    head.put(decimal: response.body.count)
+                    head.put("\r\n" as StaticString)
+                    written.sendsBody = !response.body.isEmpty
+                }
+            }
+            if written.closes {
+                head.put("Connection: close\r\n" as StaticString)
+            } else if http10Client {
+                head.put("Connection: keep-alive\r\n" as StaticString)
+            }
+            head.put("\r\n" as StaticString)
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[0..<head.count]))
         }
-        if written.closes {
-            out.append(literal: "Connection: close\r\n")
-        } else if http10Client {
-            out.append(literal: "Connection: keep-alive\r\n")
-        }
-        out.append(literal: "\r\n")
         return written
     }
 
@@ -80,31 +91,6 @@ public enum ResponseSerializer {
     public static let lastChunk: [UInt8] = Array("0\r\n\r\n".utf8)
 
     public static let continueLine: [UInt8] = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
-
-    static func appendStatus(_ status: Int, to out: inout [UInt8]) {
-        let s = (status >= 100 && status <= 999) ? status : 500
-        out.append(UInt8(ascii: "0") + UInt8(s / 100))
-        out.append(UInt8(ascii: "0") + UInt8(s / 10 % 10))
-        out.append(UInt8(ascii: "0") + UInt8(s % 10))
-    }
-
-    public static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
-        if value == 0 { out.append(UInt8(ascii: "0")); return }
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var v = value.magnitude
-        var count = 0
-        withUnsafeMutableBytes(of: &digits) { d in
-            while v > 0 {
-                d[count] = UInt8(ascii: "0") + UInt8(v % 10)
-                v /= 10
-                count += 1
-            }
-            if value < 0 { out.append(UInt8(ascii: "-")) }
-            for k in stride(from: count - 1, through: 0, by: -1) { out.append(d[k]) }
-        }
-    }
 
     public static func reasonPhrase(_ status: Int) -> StaticString {
         switch status {

@@ -12,7 +12,8 @@ most instructions of their own per request.
     python3 Tests/Bench/instructions_per_request.py [BINARY ...]
 
 Environment: METHOD (POST or GET, default POST), UPSTREAM (plain or tls),
-SECONDS (10), TOP (0), KEEP=dir (keep the callgrind files there).
+SECONDS (10), TOP (0), KEEP=dir (keep the callgrind files there), NGINX=1
+(also nginx as the bench's reverse proxy, one process, as the yardstick).
 Needs valgrind, nginx, wrk and openssl; everything on 127.0.0.1, stopped at the end.
 valgrind 3.19 cannot read Swift 6's DWARF 5, so each binary is measured
 from a copy without debug information (its symbols stay).
@@ -42,6 +43,41 @@ def wrk(port, seconds):
     return cmd + [f"http://127.0.0.1:{port}{PATH}"]
 
 
+def count(name, pid, port, out, index):
+    """Instructions per request of the process `pid` under callgrind, listening on `port`."""
+    subprocess.run(wrk(port, 3), capture_output=True, check=True)
+    subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True, check=True)
+    result = subprocess.run(wrk(port, SECONDS), capture_output=True, text=True, check=True).stdout
+    subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, check=True)
+    requests = int(re.search(r"(\d+) requests in", result).group(1))
+    if "Non-2xx" in result:
+        raise RuntimeError(f"{name}: answers other than 2xx:\n{result}")
+    dump = out + ".1"
+    for _ in range(100):
+        if os.path.exists(dump) and os.path.getsize(dump) > 0:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
+    annotate = subprocess.run(["callgrind_annotate", dump], capture_output=True, text=True).stdout
+    total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", annotate).group(1).replace(",", ""))
+    print(f"{name}: {requests} requests, {total / requests:,.0f} instructions per request", flush=True)
+    if TOP:
+        rows = re.findall(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.+?)(?: \[.*\])?$", annotate, re.M)
+        for n, fn in rows[1:TOP + 1]:
+            print(f"    {int(n.replace(',', '')) / requests:8,.0f}  {fn.split(':', 1)[-1][:150]}")
+    if os.environ.get("KEEP"):
+        shutil.copy(dump, os.path.join(os.environ["KEEP"], f"callgrind-{index}.out"))
+
+
+def measure_nginx(work, port, procs):
+    out = os.path.join(work, "callgrind-nginx.out")
+    proc = procs.start("nginx", ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--instr-atstart=no",
+                                 "nginx", "-c", f"{work}/nginx-proxy.conf", "-g", "daemon off; master_process off;"],
+                       log=os.path.join(work, "nginx.out"))
+    bench.wait_port(port, 60)
+    count("nginx", proc.pid, port, out, "nginx")
+
+
 def measure(binary, work, url, extra, procs, index):
     stripped = os.path.join(work, f"proxy{index}")
     subprocess.run(["objcopy", "--strip-debug", binary, stripped], check=True)
@@ -55,28 +91,7 @@ def measure(binary, work, url, extra, procs, index):
                                          "--listen", f"127.0.0.1:{port}", "--upstream", url, *extra],
                        env=env, log=os.path.join(work, f"proxy{index}.log"))
     bench.wait_port(port, 60)
-    subprocess.run(wrk(port, 3), capture_output=True, check=True)
-    subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], capture_output=True, check=True)
-    result = subprocess.run(wrk(port, SECONDS), capture_output=True, text=True, check=True).stdout
-    subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True)
-    requests = int(re.search(r"(\d+) requests in", result).group(1))
-    if "Non-2xx" in result:
-        raise RuntimeError(f"{binary}: answers other than 2xx:\n{result}")
-    dump = out + ".1"
-    for _ in range(100):
-        if os.path.exists(dump) and os.path.getsize(dump) > 0:
-            break
-        time.sleep(0.1)
-    time.sleep(0.5)
-    annotate = subprocess.run(["callgrind_annotate", dump], capture_output=True, text=True).stdout
-    total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", annotate).group(1).replace(",", ""))
-    print(f"{binary}: {requests} requests, {total / requests:,.0f} instructions per request", flush=True)
-    if TOP:
-        rows = re.findall(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.+?)(?: \[.*\])?$", annotate, re.M)
-        for count, name in rows[1:TOP + 1]:
-            print(f"    {int(count.replace(',', '')) / requests:8,.0f}  {name.split(':', 1)[-1][:150]}")
-    if os.environ.get("KEEP"):
-        shutil.copy(dump, os.path.join(os.environ["KEEP"], f"callgrind-{index}.out"))
+    count(binary, proc.pid, port, out, index)
 
 
 def main():
@@ -96,6 +111,8 @@ def main():
         extra = ["--upstream-ca-file", f"{work}/ca.pem"] if tls else []
         for index, binary in enumerate(binaries):
             measure(binary, work, url, extra, procs, index)
+        if os.environ.get("NGINX"):
+            measure_nginx(work, p["ngx_tls"] if tls else p["ngx"], procs)
     finally:
         procs.stop_all()
         shutil.rmtree(work, ignore_errors=True)

@@ -3,7 +3,7 @@ import PackageDescription
 
 // Warnings are errors in every target of ours: the code base stays warning-free.
 // Exclusive access is checked at run time in debug builds, where every test
-// and the fuzzer run, and proved at compile time only in release builds: the
+// runs, and in the fuzzer's build; release builds prove it at compile time only: the
 // run-time checks were about 40 calls into the runtime per proxied request,
 // 5% of its user-space instructions (docs/benchmarks.md).
 let strict: [SwiftSetting] = [

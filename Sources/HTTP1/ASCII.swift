@@ -120,7 +120,8 @@ extension ArraySlice where Element == UInt8 {
         let n = literal.utf8CodeUnitCount
         guard n > 0 else { return true }
         guard count >= n else { return false }
-        return withUnsafeBytes { memcmp($0.baseAddress!, literal.utf8Start, n) == 0 }
+        // withUTF8Buffer: a one-character literal has no utf8Start.
+        return literal.withUTF8Buffer { lit in withUnsafeBytes { memcmp($0.baseAddress!, lit.baseAddress!, n) == 0 } }
     }
 }
 
@@ -129,9 +130,10 @@ extension UnsafeRawBufferPointer {
     @inlinable
     public func isLowercased(_ literal: StaticString) -> Bool {
         guard count == literal.utf8CodeUnitCount else { return false }
-        let lit = literal.utf8Start
-        for i in 0..<count where ASCII.lower(self[i]) != lit[i] { return false }
-        return true
+        return literal.withUTF8Buffer { lit in
+            for i in 0..<count where ASCII.lower(self[i]) != lit[i] { return false }
+            return true
+        }
     }
 }
 

@@ -41,7 +41,9 @@ public struct ByteCursor {
 
     @inlinable
     public mutating func put(_ text: StaticString) {
-        put(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        // withUTF8Buffer, not utf8Start: a one-character literal is stored
+        // as its scalar, and utf8Start traps on it.
+        text.withUTF8Buffer { put(UnsafeRawBufferPointer($0)) }
     }
 
     @inlinable

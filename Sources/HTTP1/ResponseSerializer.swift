@@ -21,7 +21,8 @@ public enum ResponseSerializer {
     ) -> WrittenHead {
         var written = WrittenHead(closes: !keepAlive)
         // Status line, the block, one framing line and one connection line at most, the blank line.
-        let room = 16 + (response.reason?.count ?? 40) + response.headerBlock.count + 64 + 32
+        let reasonBytes = response.reason?.count ?? reasonPhrase(response.status).utf8CodeUnitCount
+        let room = 16 + reasonBytes + response.headerBlock.count + 96
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: room) { buffer in
             var head = ByteCursor(buffer)
             head.put("HTTP/1.1 " as StaticString)

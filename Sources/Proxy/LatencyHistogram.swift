@@ -24,10 +24,10 @@ final class LatencyHistogram: Sendable {
         self.bounds = bounds
     }
 
-    /// A shard for one recording thread (an event loop). It is kept for
-    /// the histogram's life: what it counted stays in the sums.
-    func makeShard() -> Shard {
-        let shard = Shard(bounds: bounds)
+    /// A shard for the loop that records into it. It is kept for the
+    /// histogram's life: what it counted stays in the sums.
+    func makeShard(for loop: EventLoop?) -> Shard {
+        let shard = Shard(bounds: bounds, loop: loop)
         shards.withLock { $0.append(shard) }
         return shard
     }
@@ -35,22 +35,26 @@ final class LatencyHistogram: Sendable {
     /// Written by one thread, read by the exposition.
     final class Shard: @unchecked Sendable {  // one writer; readers load with csystem_load
         let bounds: [Nanoseconds]
+        /// The one thread that writes (checked in debug builds); nil in tests that record from one thread.
+        private let loop: EventLoop?
         /// Per bucket (not cumulative), then above the last bound, the sum
         /// of the durations in nanoseconds, and the count.
         private let slots: UnsafeMutablePointer<UInt64>
         private var sumSlot: Int { bounds.count + 1 }
         private var countSlot: Int { bounds.count + 2 }
 
-        init(bounds: [Nanoseconds]) {
+        init(bounds: [Nanoseconds], loop: EventLoop?) {
             self.bounds = bounds
+            self.loop = loop
             slots = .allocate(capacity: bounds.count + 3)
             slots.initialize(repeating: 0, count: bounds.count + 3)
         }
 
         deinit { slots.deallocate() }
 
-        /// From the shard's own thread only.
+        /// From the shard's own thread only: another writer would lose counts.
         func record(_ duration: Nanoseconds) {
+            loop?.assertInLoop()
             var bucket = 0
             while bucket < bounds.count && bounds[bucket] < duration { bucket += 1 }
             csystem_owner_add(slots + bucket, 1)

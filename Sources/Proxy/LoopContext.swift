@@ -27,8 +27,8 @@ final class LoopContext: @unchecked Sendable {
         self.directory = directory
         self.routingState = routing
         self.cachedRouting = routing.routing
-        requestDurations = metrics.requestDuration.makeShard()
-        upstreamDurations = metrics.upstreamDuration.makeShard()
+        requestDurations = metrics.requestDuration.makeShard(for: loop)
+        upstreamDurations = metrics.upstreamDuration.makeShard(for: loop)
     }
 
     /// The configuration in force: the one this loop saw last, unless a

@@ -9,8 +9,8 @@ import Testing
     @Test func shardsAddUpToCumulativeBuckets() {
         let histogram = LatencyHistogram(
             name: "t_seconds", bounds: [.microseconds(250), .milliseconds(1), .seconds(1)])
-        let first = histogram.makeShard()
-        let second = histogram.makeShard()
+        let first = histogram.makeShard(for: nil)
+        let second = histogram.makeShard(for: nil)
         first.record(.microseconds(100))  // le 0.00025
         first.record(.microseconds(250))  // on the bound: le 0.00025
         second.record(.microseconds(251))  // le 0.001
@@ -47,7 +47,7 @@ import Testing
         for loop in group.loops {
             done.enter()
             loop.execute {
-                let shard = histogram.makeShard()
+                let shard = histogram.makeShard(for: loop)
                 for n in 0..<50_000 { shard.record(n % 2 == 0 ? .microseconds(10) : .milliseconds(2)) }
                 done.leave()
             }

@@ -264,6 +264,22 @@ http {{
 """)
 
 
+def start_fast_upstream(work, procs, tls):
+    """The bench's fast upstream and its configuration files (the reference
+    proxies' too, not started), for the per-request scripts: certificates,
+    ports, configs, the upstream nginx running. Returns the ports, the
+    upstream's URL and the proxy's extra arguments (the CA file for TLS)."""
+    make_certificates(work)
+    names = ["up", "up_tls", "up_slow", "ngx", "ngx_tls", "ngx_slow", "hap", "hap_tls", "hap_slow"]
+    p = {n: free_port() for n in names}
+    write_configs(work, p, payment_json())
+    procs.start("upstream", ["nginx", "-c", f"{work}/upstream.conf", "-g", "daemon off;"], log=f"{work}/upstream.out")
+    wait_port(p["up"])
+    url = f"https://127.0.0.1:{p['up_tls']}" if tls else f"http://127.0.0.1:{p['up']}"
+    extra = ["--upstream-ca-file", f"{work}/ca.pem"] if tls else []
+    return p, url, extra
+
+
 def write_configs(work, p, payment):
     """The upstreams and the two reference proxies (nginx, HAProxy)."""
     temp_paths = nginx_temp_paths(work)

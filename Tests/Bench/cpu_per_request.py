@@ -91,15 +91,9 @@ def main():
     work = tempfile.mkdtemp(prefix="iamport-proxy-cpu-")
     procs = bench.Processes()
     try:
-        bench.make_certificates(work)
-        names = ["up", "up_tls", "up_slow", "ngx", "ngx_tls", "ngx_slow", "hap", "hap_tls", "hap_slow"]
-        p = {n: bench.free_port() for n in names}
-        bench.write_configs(work, p, bench.payment_json())
-        procs.start("upstream", ["nginx", "-c", f"{work}/upstream.conf", "-g", "daemon off;"], log=f"{work}/upstream.out")
-        ngx = procs.start("nginx", ["nginx", "-c", f"{work}/nginx-proxy.conf", "-g", "daemon off;"], log=f"{work}/nginx.out")
         tls = UPSTREAM != "plain"
-        url = f"https://127.0.0.1:{p['up_tls']}" if tls else f"http://127.0.0.1:{p['up']}"
-        extra = ["--upstream-ca-file", f"{work}/ca.pem"] if tls else []
+        p, url, extra = bench.start_fast_upstream(work, procs, tls)
+        ngx = procs.start("nginx", ["nginx", "-c", f"{work}/nginx-proxy.conf", "-g", "daemon off;"], log=f"{work}/nginx.out")
         contenders = {"nginx": (p["ngx_tls"] if tls else p["ngx"], None)}
         for index, binary in enumerate(binaries):
             port = bench.free_port()

@@ -99,16 +99,8 @@ def main():
     work = tempfile.mkdtemp(prefix="iamport-proxy-instructions-")
     procs = bench.Processes()
     try:
-        bench.make_certificates(work)
-        names = ["up", "up_tls", "up_slow", "ngx", "ngx_tls", "ngx_slow", "hap", "hap_tls", "hap_slow"]
-        p = {n: bench.free_port() for n in names}
-        bench.write_configs(work, p, bench.payment_json())
-        procs.start("upstream", ["nginx", "-c", f"{work}/upstream.conf", "-g", "daemon off;"],
-                    log=f"{work}/upstream.out")
-        bench.wait_port(p["up"])
         tls = UPSTREAM != "plain"
-        url = f"https://127.0.0.1:{p['up_tls']}" if tls else f"http://127.0.0.1:{p['up']}"
-        extra = ["--upstream-ca-file", f"{work}/ca.pem"] if tls else []
+        p, url, extra = bench.start_fast_upstream(work, procs, tls)
         for index, binary in enumerate(binaries):
             measure(binary, work, url, extra, procs, index)
         if os.environ.get("NGINX"):

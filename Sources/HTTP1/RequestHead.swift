@@ -23,7 +23,11 @@ public struct RequestHead: Sendable {
         @usableFromInline var connection: ConnectionOptions
 
         @usableFromInline
-        init(bytes: [UInt8], method: Method, methodRange: Range<Int>, target: Range<Int>, targetForm: TargetForm, path: Range<Int>, canonicalPath: CanonicalPath, minorVersion: Int, fields: [HeaderField], framing: BodyFraming, keepAlive: Bool, expectContinue: Bool, connection: ConnectionOptions) {
+        init(
+            bytes: [UInt8], method: Method, methodRange: Range<Int>, target: Range<Int>, targetForm: TargetForm,
+            path: Range<Int>, canonicalPath: CanonicalPath, minorVersion: Int, fields: [HeaderField],
+            framing: BodyFraming, keepAlive: Bool, expectContinue: Bool, connection: ConnectionOptions
+        ) {
             self.bytes = bytes
             self.method = method
             self.methodRange = methodRange
@@ -41,16 +45,26 @@ public struct RequestHead: Sendable {
 
         @usableFromInline
         func copy() -> Storage {
-            Storage(bytes: bytes, method: method, methodRange: methodRange, target: target, targetForm: targetForm, path: path, canonicalPath: canonicalPath, minorVersion: minorVersion, fields: fields, framing: framing, keepAlive: keepAlive, expectContinue: expectContinue, connection: connection)
+            Storage(
+                bytes: bytes, method: method, methodRange: methodRange, target: target, targetForm: targetForm, path: path,
+                canonicalPath: canonicalPath, minorVersion: minorVersion, fields: fields, framing: framing,
+                keepAlive: keepAlive, expectContinue: expectContinue, connection: connection
+            )
         }
     }
 
     @usableFromInline var storage: Storage
 
     public init(
-        bytes: [UInt8], method: Method, methodRange: Range<Int>, target: Range<Int>, targetForm: TargetForm, path: Range<Int>, canonicalPath: CanonicalPath, minorVersion: Int, fields: [HeaderField], framing: BodyFraming, keepAlive: Bool, expectContinue: Bool, connection: ConnectionOptions
+        bytes: [UInt8], method: Method, methodRange: Range<Int>, target: Range<Int>, targetForm: TargetForm,
+        path: Range<Int>, canonicalPath: CanonicalPath, minorVersion: Int, fields: [HeaderField],
+        framing: BodyFraming, keepAlive: Bool, expectContinue: Bool, connection: ConnectionOptions
     ) {
-        storage = Storage(bytes: bytes, method: method, methodRange: methodRange, target: target, targetForm: targetForm, path: path, canonicalPath: canonicalPath, minorVersion: minorVersion, fields: fields, framing: framing, keepAlive: keepAlive, expectContinue: expectContinue, connection: connection)
+        storage = Storage(
+            bytes: bytes, method: method, methodRange: methodRange, target: target, targetForm: targetForm, path: path,
+            canonicalPath: canonicalPath, minorVersion: minorVersion, fields: fields, framing: framing,
+            keepAlive: keepAlive, expectContinue: expectContinue, connection: connection
+        )
     }
 
     @inlinable

@@ -13,7 +13,9 @@ most instructions of their own per request.
 
 Environment: METHOD (POST or GET, default POST), UPSTREAM (plain or tls),
 SECONDS (10), TOP (0), KEEP=dir (keep the callgrind files there), NGINX=1
-(also nginx as the bench's reverse proxy, one process, as the yardstick).
+(also nginx as the bench's reverse proxy, one process, as the yardstick),
+PROXY_ENV="NAME=VALUE ..." (added to each binary's environment, e.g.
+IAMPORT_PROXY_LOG_LEVEL=notice to measure without the access log).
 Needs valgrind, nginx, wrk and openssl; everything on 127.0.0.1, stopped at the end.
 valgrind 3.19 cannot read Swift 6's DWARF 5, so each binary is measured
 from a copy without debug information (its symbols stay).
@@ -86,6 +88,7 @@ def measure(binary, work, url, extra, procs, index):
     # SWIFT_BACKTRACE set: the proxy does not re-execute itself (CrashOutput), which valgrind cannot follow.
     env = {"PATH": os.environ["PATH"], "IAMPORT_API_KEY": "bench-key", "IAMPORT_API_SECRET": "bench-secret",
            "SWIFT_BACKTRACE": "enable=no"}
+    env.update(item.split("=", 1) for item in os.environ.get("PROXY_ENV", "").split())
     proc = procs.start(f"proxy{index}", ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                                          "--instr-atstart=no", stripped, "--event-loops", "1",
                                          "--listen", f"127.0.0.1:{port}", "--upstream", url, *extra],

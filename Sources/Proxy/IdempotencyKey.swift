@@ -5,7 +5,7 @@
 /// the first answer, which makes one re-send on a failed connection safe.
 enum IdempotencyKey {
     static func appendNewLine(to out: inout [UInt8]) {
-        out.append(contentsOf: #"Idempotency-Key: ""#.utf8)
+        out.append(literal: #"Idempotency-Key: ""#)
         appendValue(to: &out)
         out.append(UInt8(ascii: "\""))
     }

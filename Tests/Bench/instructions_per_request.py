@@ -68,6 +68,7 @@ def count(name, pid, port, out, index):
         for n, fn in rows[1:TOP + 1]:
             print(f"    {int(n.replace(',', '')) / requests:8,.0f}  {fn.split(':', 1)[-1][:150]}")
     if os.environ.get("KEEP"):
+        os.makedirs(os.environ["KEEP"], exist_ok=True)
         shutil.copy(dump, os.path.join(os.environ["KEEP"], f"callgrind-{index}.out"))
 
 

@@ -56,6 +56,9 @@ public struct ConnectionOptions: Sendable, Equatable {
 
     /// Adds the options of one `Connection` field, whose value is `value`.
     mutating func read<Bytes: Collection>(_ value: Bytes) where Bytes.Element == UInt8, Bytes.Index == Int {
+        // The usual values, one option alone, without walking a list.
+        if value.equalsLowercased("keep-alive") { keepAlive = true; return }
+        if value.equalsLowercased("close") { close = true; return }
         let isTokenChar = ASCII.isTokenChar
         HeaderRules.forEachListElement(value) { option in
             if option.isEmpty { return }

@@ -17,6 +17,22 @@ struct HeaderRulesTests {
         #expect(options("a,\tb ,c") == ["a", "b", "c"])
     }
 
+    private func read(_ value: String) -> ConnectionOptions {
+        var options = ConnectionOptions()
+        Array(value.utf8).withUnsafeBytes { options.read($0[...]) }
+        return options
+    }
+
+    @Test func connectionOptionsAreRead() {
+        #expect(read("keep-alive").keepAlive && !read("keep-alive").close)
+        #expect(read("Keep-Alive").keepAlive && read("Keep-Alive").names.isEmpty)
+        #expect(read("CLOSE").close && !read("CLOSE").keepAlive)
+        #expect(!read("closed").close && read("closed").names == [0..<6])
+        let both = read("close, keep-alive, X-Hop")
+        #expect(both.close && both.keepAlive && both.names == [19..<24] && !both.sawInvalid)
+        #expect(read("keep-alive, @bad").sawInvalid)
+    }
+
     @Test func emptyConnectionOptionsAreSkipped() {
         #expect(options("") == [])
         #expect(options(" , ,") == [])

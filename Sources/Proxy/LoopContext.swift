@@ -15,6 +15,8 @@ final class LoopContext: @unchecked Sendable {
     private var upstreams: [UpstreamClient?] = []
     private var cachedRouting: Routing
     var requestCounters: [Int: CoreMetricsCounter] = [:]
+    /// The counter `requestCounters` gave last, by its key.
+    var lastRequestCounter: (key: Int, counter: CoreMetricsCounter?) = (-1, nil)
     /// The loop thread's access-log batch, when lines are batched.
     var logBatch: LogBatch?
     var serial: UInt64 = 0

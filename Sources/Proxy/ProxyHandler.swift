@@ -499,11 +499,17 @@ public final class ProxyHandler: HTTPHandler {
         let key = account.map { ProxyMetrics.requestCounterKey(status: status, method: method, account: $0.metrics) }
             ?? (status & 0xFFFF) << 8 | Int(method.rawValue)
         let counter: CoreMetricsCounter
-        if let cached = context.requestCounters[key] {
-            counter = cached
+        if key == context.lastRequestCounter.key, let last = context.lastRequestCounter.counter {
+            // Most answers repeat the last one's status and method: no hash.
+            counter = last
         } else {
-            counter = metrics.requestCounter(status: status, method: method, account: account?.metrics)
-            context.requestCounters[key] = counter
+            if let cached = context.requestCounters[key] {
+                counter = cached
+            } else {
+                counter = metrics.requestCounter(status: status, method: method, account: account?.metrics)
+                context.requestCounters[key] = counter
+            }
+            context.lastRequestCounter = (key, counter)
         }
         counter.increment()
         context.requestDurations.record(MonotonicClock.now() &- request.receivedAt)

@@ -60,10 +60,11 @@ struct AccessLog: Sendable {
             let maxBytes = Self.maxBytes(entry)
             if let batch = sink.batchRoom(maxBytes: maxBytes, known: known) {
                 var cursor = batch.room(maxBytes)
-                Self.putLine(entry, format: format, to: &cursor)
+                Self.putLine(entry, format: format, clock: &batch.clock, to: &cursor)
                 batch.commit(cursor)
             } else {
-                sink.writeLine(maxBytes: maxBytes) { Self.putLine(entry, format: format, to: &$0) }
+                var clock = LogClock()
+                sink.writeLine(maxBytes: maxBytes) { Self.putLine(entry, format: format, clock: &clock, to: &$0) }
             }
         case .logger(let logger):
             logger.info("request", metadata: Self.metadata(entry))
@@ -80,9 +81,10 @@ struct AccessLog: Sendable {
 
     /// The whole line, newline included; the field order is
     /// `LineLogHandler.fieldOrder`.
-    static func putLine(_ entry: AccessEntry, format: LineLogHandler.Format, to out: inout ByteCursor) {
+    static func putLine(_ entry: AccessEntry, format: LineLogHandler.Format, clock: inout LogClock,
+                        to out: inout ByteCursor) {
         let line = LineWriter(format: format)
-        line.begin(&out)
+        line.begin(clock: &clock, &out)
         line.field("request_id", bytes: entry.requestID, &out)
         if let account = entry.account { line.field("account", string: account, &out) }
         line.field("method", bytes: entry.method, &out)
@@ -133,14 +135,14 @@ struct AccessLog: Sendable {
 private struct LineWriter {
     let format: LineLogHandler.Format
 
-    func begin(_ out: inout ByteCursor) {
+    func begin(clock: inout LogClock, _ out: inout ByteCursor) {
         switch format {
         case .text:
-            out.putTimestamp()
+            clock.putTimestamp(&out)
             out.put(" info request")
         case .json:
             out.put(#"{"ts":""#)
-            out.putTimestamp()
+            clock.putTimestamp(&out)
             out.put(#"","level":"info","msg":"request""#)
         }
     }

@@ -221,6 +221,8 @@ public final class LogBatch: DeadlineSource {
     private let storage = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: LogBatch.capacity)
     private var count = 0
     private var oldestAt: Nanoseconds = 0
+    /// The loop's access lines' timestamps.
+    var clock = LogClock()
 
     fileprivate init(sink: LogSink) {
         self.sink = sink

@@ -43,7 +43,10 @@ import Testing
     }
 
     static func directLine(_ e: AccessEntry, format: LineLogHandler.Format) -> String {
-        let out = bytesWritten(capacity: AccessLog.maxBytes(e)) { AccessLog.putLine(e, format: format, to: &$0) }
+        let out = bytesWritten(capacity: AccessLog.maxBytes(e)) {
+            var clock = LogClock()
+            AccessLog.putLine(e, format: format, clock: &clock, to: &$0)
+        }
         return String(validating: out, as: UTF8.self) ?? "not UTF-8"
     }
 
@@ -178,6 +181,28 @@ import Testing
                 parts.tm_hour, parts.tm_min, parts.tm_sec)
             let written = bytesWritten(capacity: 32) { $0.putTimestamp(seconds: s, milliseconds: 42) }
             #expect(String(decoding: written, as: UTF8.self) == expected, "\(s)")
+        }
+    }
+
+    /// The clock formats the date and time once a second: what it writes
+    /// is the uncached writing's, through repeats of one second, steps back
+    /// and forth, and years of more than four digits.
+    @Test func theLogClockWritesWhatTheUncachedTimestampWrites() {
+        var random = SystemRandomNumberGenerator()
+        var clock = LogClock()
+        var second = 1_764_633_600
+        for step in 0..<5000 {
+            switch step % 7 {
+            case 0: second = Int(random.next() % 253_402_300_800)
+            case 1: second = 253_402_300_800 + Int(random.next() % 1_000_000_000_000)  // years past 9999
+            case 2: second += 1
+            case 3: second -= 1
+            default: break  // the same second again
+            }
+            let millis = Int(random.next() % 1000)
+            let cached = bytesWritten(capacity: 48) { clock.putTimestamp(seconds: second, milliseconds: millis, &$0) }
+            let uncached = bytesWritten(capacity: 48) { $0.putTimestamp(seconds: second, milliseconds: millis) }
+            #expect(cached == uncached, "\(second).\(millis)")
         }
     }
 

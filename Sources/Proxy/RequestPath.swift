@@ -92,6 +92,9 @@ struct RequestPath {
     /// Consumes one segment whose name (before `;` or `%3B`) is `lowercased`
     /// ignoring case, and the `/` after it.
     private static func takeSegment(_ rest: inout ArraySlice<UInt8>, equalTo lowercased: StaticString) -> Bool {
+        // Most paths differ at the first byte: no walk of the segment then.
+        guard let first = rest.first,
+              lowercased.withUTF8Buffer({ $0.first == ASCII.lower(first) }) else { return false }
         let end = rest.firstIndex(of: ASCII.slash) ?? rest.endIndex
         let segment = rest[..<end]
         // Escapes in the canonical form have upper-case hex digits.

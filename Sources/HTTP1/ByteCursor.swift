@@ -61,23 +61,48 @@ public struct ByteCursor {
         put(decimal: UInt64(value.magnitude))
     }
 
+    /// Two digits at a time from the end, from a table of the hundred pairs
+    /// (a literal: no lazy global to check), after counting the digits by
+    /// comparison rather than by division.
     @inlinable
     public mutating func put(decimal value: UInt64) {
         var digits = 1
-        var rest = value / 10
-        while rest > 0 {
-            digits += 1
-            rest /= 10
+        var rest = value
+        while rest >= 10_000 {
+            rest /= 10_000
+            digits += 4
         }
+        digits += rest >= 100 ? (rest >= 1000 ? 3 : 2) : (rest >= 10 ? 1 : 0)
         precondition(end - at >= digits, "written past the reserved room")
         rest = value
         var i = digits
-        repeat {
-            i -= 1
-            at[i] = UInt8(ascii: "0") + UInt8(rest % 10)
-            rest /= 10
-        } while i > 0
+        ByteCursor.digitPairs.withUTF8Buffer { pairs in
+            while rest >= 100 {
+                let pair = Int(rest % 100) &* 2
+                rest /= 100
+                i &-= 2
+                at[i] = pairs[pair]
+                at[i &+ 1] = pairs[pair &+ 1]
+            }
+            if rest >= 10 {
+                let pair = Int(rest) &* 2
+                at[0] = pairs[pair]
+                at[1] = pairs[pair &+ 1]
+            } else {
+                at[0] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest)
+            }
+        }
         at += digits
+    }
+
+    /// "00" to "99", each pair at twice its value.
+    @inlinable
+    static var digitPairs: StaticString {
+        """
+            00010203040506070809101112131415161718192021222324252627282930313233343536373839\
+            40414243444546474849505152535455565758596061626364656667686970717273747576777879\
+            8081828384858687888990919293949596979899
+            """
     }
 }
 

@@ -80,6 +80,22 @@ import Testing
         #expect(EmptyCollection<UInt8>().equalsLowercased(""))
     }
 
+    @Test func decimalsAreWrittenAsStringWritesThem() {
+        var random = SystemRandomNumberGenerator()
+        var values: [UInt64] = [0, 9, 10, 99, 100, 999, 1000, 9999, 10_000, 99_999, 100_000, .max, .max - 1]
+        for digits in 1...19 {
+            let power = (0..<digits).reduce(UInt64(1)) { p, _ in p * 10 }
+            values += [power - 1, power, power + 1]
+        }
+        for _ in 0..<5000 { values.append(random.next() >> UInt64.random(in: 0..<64, using: &random)) }
+        for value in values {
+            #expect(bytesWritten(capacity: 20) { $0.put(decimal: value) } == Array(String(value).utf8))
+        }
+        for value in [0, -1, -10, 42, Int.min, Int.max] {
+            #expect(bytesWritten(capacity: 20) { $0.put(decimal: value) } == Array(String(value).utf8))
+        }
+    }
+
     @Test func aWriteBeyondTheReservedRoomTraps() async {
         await #expect(processExitsWith: .failure) {
             _ = bytesWritten(capacity: 2) { $0.put("abc" as StaticString) }

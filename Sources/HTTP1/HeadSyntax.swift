@@ -91,6 +91,17 @@ enum HeadSyntax {
                     let lineEnd = i < n
                         ? memchr(base + i, Int32(ASCII.cr), n - i).map { base.distance(to: UnsafeRawPointer($0)) } ?? n
                         : n
+                    // Eight bytes at a time while none is below 0x20 or DEL;
+                    // from a word with one (a tab, or a byte refused) on,
+                    // byte by byte through the table.
+                    while i &+ 8 <= lineEnd {
+                        let word = (base + i).loadUnaligned(as: UInt64.self)
+                        let control = (word &- 0x2020_2020_2020_2020) & ~word & 0x8080_8080_8080_8080
+                        let notDEL = word ^ 0x7F7F_7F7F_7F7F_7F7F
+                        let del = (notDEL &- 0x0101_0101_0101_0101) & ~notDEL & 0x8080_8080_8080_8080
+                        if control | del != 0 { break }
+                        i &+= 8
+                    }
                     while i < lineEnd {
                         guard isFieldValueChar[Int(head[i])] else { return .controlCharacter }
                         i += 1

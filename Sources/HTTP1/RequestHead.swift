@@ -132,7 +132,7 @@ public struct RequestHead: Sendable {
         _modify { makeUnique(); yield &storage.connection }
     }
 
-    public subscript(range: Range<Int>) -> ArraySlice<UInt8> { bytes[range] }
+    @inlinable public subscript(range: Range<Int>) -> ArraySlice<UInt8> { bytes[range] }
 
     /// The first field of a kind, if any.
     public func first(_ kind: FieldKind) -> HeaderField? {

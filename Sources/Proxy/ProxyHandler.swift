@@ -235,44 +235,40 @@ public final class ProxyHandler: HTTPHandler {
     private func forward(_ request: Request, account: ServedAccount, path: RequestPath, requestID: [UInt8],
                          context: LoopContext, responder: Responder) {
         let head = request.head
-        // One buffer of NUL-terminated lines, built in one pass.
+        // One buffer of NUL-terminated lines, built in one pass over the
+        // head's bytes (slices of the head would retain its buffer each).
         var lines: [UInt8] = []
         lines.reserveCapacity(head.bytes.count + request.clientAddress.utf8.count + 160)
-        var forwardedFor: ArraySlice<UInt8>?
-        var extraForwardedFor: [UInt8] = []
         var sawTier = false
         var sawIdempotencyKey = false
-        for field in head.fields {
-            if head.isHopByHop(field) { continue }
-            switch field.kind {
-            case .host, .contentLength, .authorization, .impTokenHeader, .expect, .requestID:
-                continue
-            case .forwardedFor:
-                if forwardedFor == nil {
-                    forwardedFor = head[field.value]
-                } else {
-                    extraForwardedFor.append(literal: ", ")
-                    extraForwardedFor.append(contentsOf: head[field.value])
+        head.bytes.withUnsafeBufferPointer { bytes in
+            var forwardedFor: [Range<Int>] = []
+            for field in head.fields {
+                if head.isHopByHop(field) { continue }
+                switch field.kind {
+                case .host, .contentLength, .authorization, .impTokenHeader, .expect, .requestID:
+                    continue
+                case .forwardedFor:
+                    forwardedFor.append(field.value)
+                    continue
+                case .tier: sawTier = true
+                case .idempotencyKey: sawIdempotencyKey = true
+                default: break
                 }
-                continue
-            case .tier: sawTier = true
-            case .idempotencyKey: sawIdempotencyKey = true
-            default: break
+                lines.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[field.name]))
+                lines.append(ASCII.colon)
+                if !field.value.isEmpty {
+                    lines.append(ASCII.space)
+                    lines.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[field.value]))
+                }
+                lines.append(0)
             }
-            lines.append(contentsOf: head[field.name])
-            lines.append(ASCII.colon)
-            let value = head[field.value]
-            if !value.isEmpty {
-                lines.append(ASCII.space)
-                lines.append(contentsOf: value)
+            // The client's X-Forwarded-For values, in order, then the client.
+            lines.append(literal: "X-Forwarded-For: ")
+            for value in forwardedFor {
+                lines.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[value]))
+                lines.append(literal: ", ")
             }
-            lines.append(0)
-        }
-        lines.append(literal: "X-Forwarded-For: ")
-        if let forwardedFor {
-            lines.append(contentsOf: forwardedFor)
-            lines.append(contentsOf: extraForwardedFor)
-            lines.append(literal: ", ")
         }
         var clientAddress = request.clientAddress
         clientAddress.withUTF8 { lines.append(contentsOf: $0) }

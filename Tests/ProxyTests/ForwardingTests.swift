@@ -36,6 +36,17 @@ import Testing
         #expect(answer.header("X-Request-Id") == "req-abc-123")
     }
 
+    @Test func everyForwardedForValueIsKeptInOrderBeforeTheClient() throws {
+        let h = try Harness()
+        defer { h.stop() }
+        let answer = try h.raw(
+            "GET /echo/x HTTP/1.1\r\nHost: proxy.local\r\nX-Forwarded-For: 10.0.0.1\r\nX-Custom: a\r\n"
+                + "x-forwarded-for: 10.0.0.2, 10.0.0.3\r\nX-Forwarded-For:\r\n\r\n")
+        let seen = try #require(Harness.echoed(answer))
+        #expect(seen.headers.values("X-Forwarded-For") == ["10.0.0.1, 10.0.0.2, 10.0.0.3, , 127.0.0.1"])
+        #expect(seen.headers.values("X-Custom") == ["a"])
+    }
+
     @Test func requestIDIsGeneratedForwardedAndReturned() throws {
         let h = try Harness()
         defer { h.stop() }
@@ -47,6 +58,14 @@ import Testing
         #expect(h.logs.capturedText.contains("request_id=\(id)"))
         let other = try h.get("/echo/x")
         #expect(other.header("X-Request-Id") != id)
+        // A per-process prefix of 12 hex digits, a dash, then at least 8 hex digits.
+        for generated in [id, try #require(other.header("X-Request-Id"))] {
+            let parts = generated.split(separator: "-")
+            #expect(parts.count == 2 && parts[0].count == 12 && parts[1].count >= 8, "\(generated)")
+            #expect(generated.allSatisfy { $0.isHexDigit || $0 == "-" }, "\(generated)")
+        }
+        let otherID = try #require(other.header("X-Request-Id"))
+        #expect(id.prefix(13) == otherID.prefix(13))
     }
 
     @Test func bodiesAreForwardedByteForByte() throws {

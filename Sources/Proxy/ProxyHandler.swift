@@ -204,7 +204,9 @@ public final class ProxyHandler: HTTPHandler {
     /// read and changed on its loop only; the token callbacks, which run
     /// elsewhere, carry it back with `onLoop` before touching it.
     private final class Exchange: @unchecked Sendable {
-        var request: UpstreamRequest
+        /// Never changed (each send gives its Authorization line apart), so
+        /// it is lent to the upstream client without a copy.
+        let request: UpstreamRequest
         let clientRequest: Request
         let account: ServedAccount
         let requestID: [UInt8]
@@ -323,9 +325,8 @@ public final class ProxyHandler: HTTPHandler {
     /// Sends with `authorization` as the first line: a V1 account's token
     /// (`token`, renewed on a 401), or a V2 account's secret.
     private func send(_ exchange: Exchange, authorization: [UInt8], token: Token?, context: LoopContext) {
-        exchange.request.firstLine = authorization
         let started = MonotonicClock.now()
-        context.upstream(exchange.account.upstreamSlot).send(exchange.request) { [self] result in
+        context.upstream(exchange.account.upstreamSlot).send(exchange.request, firstLine: authorization) { [self] result in
             context.upstreamDurations.record(MonotonicClock.now() &- started)
             switch result {
             case .success(let answer) where answer.status == 401 && !exchange.replayed && answer.stream == nil:

@@ -15,10 +15,11 @@ struct RequestEncoder {
     /// body that fits one record is copied behind the head (`bodyInHead`),
     /// so the request is one record, one write. (Plain HTTP sends head and
     /// body together without a copy.)
-    func encode(_ request: UpstreamRequest) -> (head: [UInt8], bodyInHead: Bool) {
+    /// `firstLine`, when given, is written instead of the request's own.
+    func encode(_ request: UpstreamRequest, firstLine: [UInt8]? = nil) -> (head: [UInt8], bodyInHead: Bool) {
         let body = request.body
         let bodyInHead = endpoint.tls && (body?.count ?? Int.max) <= Self.tlsRecordBytes
-        let head = requestHead(request, then: bodyInHead ? body : nil)
+        let head = requestHead(request, firstLine: firstLine ?? request.firstLine, then: bodyInHead ? body : nil)
         return (head, bodyInHead)
     }
 
@@ -27,11 +28,11 @@ struct RequestEncoder {
     /// method expects one), and the blank line; then `body`, if given.
     /// Written into one buffer of the largest size it can take (each NUL of
     /// the lines becomes a CRLF, one byte more), with memory copies.
-    func requestHead(_ request: UpstreamRequest, then body: [UInt8]? = nil) -> [UInt8] {
+    func requestHead(_ request: UpstreamRequest, firstLine: [UInt8], then body: [UInt8]? = nil) -> [UInt8] {
         var method = request.methodName
         let lines = request.headerLines
         let capacity = method.utf8.count + endpoint.pathPrefix.count + request.pathAndQuery.count
-            + endpoint.authority.count + request.firstLine.count + 2 * lines.count + (body?.count ?? 0) + 96
+            + endpoint.authority.count + firstLine.count + 2 * lines.count + (body?.count ?? 0) + 96
         return bytesWritten(capacity: capacity) { out in
             method.withUTF8 { out.put(UnsafeRawBufferPointer($0)) }
             out.put(ASCII.space)
@@ -40,8 +41,8 @@ struct RequestEncoder {
             out.put(" HTTP/1.1\r\nHost: " as StaticString)
             out.put(endpoint.authority)
             out.put("\r\n" as StaticString)
-            if !request.firstLine.isEmpty {
-                out.put(request.firstLine)
+            if !firstLine.isEmpty {
+                out.put(firstLine)
                 out.put("\r\n" as StaticString)
             }
             lines.withUnsafeBytes { all in

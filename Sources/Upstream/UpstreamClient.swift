@@ -86,14 +86,16 @@ public final class UpstreamClient: @unchecked Sendable {
 
     // MARK: - Sending
 
-    /// Sends `request`; `completion` runs on the loop, exactly once.
+    /// Sends `request`, with `firstLine` instead of its own when given;
+    /// `completion` runs on the loop, exactly once.
     public func send(
-        _ request: UpstreamRequest, completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
+        _ request: UpstreamRequest, firstLine: [UInt8]? = nil,
+        completion: @escaping (Result<UpstreamResponse, UpstreamError>) -> Void
     ) {
         loop.assertInLoop()
         curl.start()
         let deadline = loop.now &+ timeout  // the loop's time: a deadline seconds away
-        let (head, bodyInHead) = encoder.encode(request)
+        let (head, bodyInHead) = encoder.encode(request, firstLine: firstLine)
         let machine = ExchangeStateMachine(
             totalBytes: UpstreamExchange.totalBytes(head: head, bodyInHead: bodyInHead, request: request),
             resendable: request.resendable, isHead: request.method == .head,

@@ -18,6 +18,14 @@ import Testing
         #expect(!bodyInHead, "plain HTTP writes head and body together without a copy")
     }
 
+    @Test func aFirstLineGivenReplacesTheRequestsOwn() {
+        let encoder = RequestEncoder(endpoint: Endpoint("http://127.0.0.1:8080/v1/"))
+        let head = String(decoding: encoder.encode(post(Array("{}".utf8)), firstLine: Array("Authorization: Bearer fresh".utf8)).head,
+                          as: UTF8.self)
+        #expect(head.contains("\r\nAuthorization: Bearer fresh\r\nContent-Type: application/json\r\n"))
+        #expect(!head.contains("Bearer t\r\n"))
+    }
+
     @Test func aSmallBodyRidesInTheHeadOnTLS() {
         let encoder = RequestEncoder(endpoint: Endpoint("https://api.iamport.kr"))
         let (head, bodyInHead) = encoder.encode(post(Array("{}".utf8)))

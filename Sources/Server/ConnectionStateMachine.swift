@@ -450,7 +450,9 @@ struct ConnectionStateMachine {
     // MARK: - Writing
 
     /// The pending output, as the unsent part of the head and the body (either may be empty).
-    func withPendingOutput<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> R) -> R {
+    /// Mutating though it changes nothing: called on the connection's stored
+    /// machine, a non-mutating call with a closure copied the whole machine.
+    mutating func withPendingOutput<R>(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> R) -> R {
         output.head.withUnsafeBytes { head in
             output.body.withUnsafeBytes { bodyBytes in
                 let offset = output.offset

@@ -96,12 +96,14 @@ public final class UpstreamClient: @unchecked Sendable {
         curl.start()
         let deadline = loop.now &+ timeout  // the loop's time: a deadline seconds away
         let (head, bodyInHead) = encoder.encode(request, firstLine: firstLine)
-        let machine = ExchangeStateMachine(
-            totalBytes: UpstreamExchange.totalBytes(head: head, bodyInHead: bodyInHead, request: request),
-            resendable: request.resendable, isHead: request.method == .head,
-            maxResponseBytes: configuration.maxResponseBytes, timeout: timeout, deadline: deadline)
+        // The machine made in the call: a local passed on was copied, then destroyed.
         let exchange = UpstreamExchange(
-            request: request, head: head, bodyInHead: bodyInHead, machine: machine, completion: completion)
+            request: request, head: head, bodyInHead: bodyInHead,
+            machine: ExchangeStateMachine(
+                totalBytes: UpstreamExchange.totalBytes(head: head, bodyInHead: bodyInHead, request: request),
+                resendable: request.resendable, isHead: request.method == .head,
+                maxResponseBytes: configuration.maxResponseBytes, timeout: timeout, deadline: deadline),
+            completion: completion)
         exchange.slot = running.count
         running.append(exchange)
         if sweepDeadline == nil { sweepDeadline = loop.now &+ Self.sweepNanoseconds }

@@ -293,14 +293,14 @@ public final class ProxyHandler: HTTPHandler {
         }
 
         let sendsBody = head.framing != .none || method == .post || method == .put || method == .patch
-        var upstreamRequest = UpstreamRequest(
-            method: method,
-            methodName: method == .other ? String(decoding: head[head.methodRange], as: UTF8.self) : method.label,
-            pathAndQuery: path.forwardedPathAndQuery(), headerLines: lines, body: sendsBody ? request.body : nil)
-        if account.api == .v2 && sawIdempotencyKey { upstreamRequest.resendable = true }
+        // The request made in the call: a local passed on was copied, then destroyed.
         let exchange = Exchange(
-            request: upstreamRequest, clientRequest: request, account: account, requestID: requestID, path: path.path,
-            responder: responder)
+            request: UpstreamRequest(
+                method: method,
+                methodName: method == .other ? String(decoding: head[head.methodRange], as: UTF8.self) : method.label,
+                pathAndQuery: path.forwardedPathAndQuery(), headerLines: lines, body: sendsBody ? request.body : nil,
+                alsoResendable: account.api == .v2 && sawIdempotencyKey),
+            clientRequest: request, account: account, requestID: requestID, path: path.path, responder: responder)
 
         guard let tokens = account.tokens else {
             send(exchange, authorization: account.secretAuthorizationLine, token: nil, context: context)

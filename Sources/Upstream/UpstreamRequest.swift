@@ -22,15 +22,19 @@ public struct UpstreamRequest: Sendable {
     /// deduplicates it). Never a payment call whose outcome is unknown.
     public var resendable: Bool
 
+    @inlinable
     public init(method: Method, methodName: String, pathAndQuery: [UInt8], headerLines: [UInt8], firstLine: [UInt8] = [],
                 body: [UInt8]?) {
         self.init(method: method, methodName: methodName, pathAndQuery: pathAndQuery[...], headerLines: headerLines,
                   firstLine: firstLine, body: body)
     }
 
+    /// `alsoResendable`: re-sendable whatever the method (a V2 request with
+    /// an `Idempotency-Key`).
+    @inlinable
     public init(method: Method, methodName: String, pathAndQuery: ArraySlice<UInt8>, headerLines: [UInt8],
-                firstLine: [UInt8] = [], body: [UInt8]?) {
-        self.resendable = method == .get || method == .head || method == .options
+                firstLine: [UInt8] = [], body: [UInt8]?, alsoResendable: Bool = false) {
+        self.resendable = alsoResendable || method == .get || method == .head || method == .options
         self.method = method
         self.methodName = methodName
         self.pathAndQuery = pathAndQuery

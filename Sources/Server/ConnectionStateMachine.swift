@@ -253,6 +253,19 @@ struct ConnectionStateMachine {
         case .none:
             return dispatch(head, body: bytes)
         case .contentLength(let length):
+            // The usual request: its whole body came with its head. Taken in
+            // one copy of the right size, without the body-reading state.
+            if input.readableCount >= length {
+                let body = input.withReadable { readable in
+                    [UInt8](unsafeUninitializedCapacity: length) { room, count in
+                        UnsafeMutableRawBufferPointer(room).copyMemory(
+                            from: UnsafeRawBufferPointer(rebasing: readable[0..<length]))
+                        count = length
+                    }
+                }
+                input.consume(length)
+                return dispatch(head, body: body)
+            }
             progress = .length(remaining: length)
             bytes.reserveCapacity(length)
         case .chunked:

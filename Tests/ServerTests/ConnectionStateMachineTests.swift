@@ -42,6 +42,32 @@ import Testing
         #expect(!wire.closed)
     }
 
+    /// A body that came with its head (the usual case, taken at once), one
+    /// that did not (read on), an empty one, and a request pipelined behind a
+    /// body: each request gets exactly its own bytes.
+    @Test func bodiesAreTakenWholeOrAsTheyArrive() {
+        let wire = Wire()
+        wire.send(Self.post(length: 5) + "hello" + Self.post(length: 0) + Self.post(length: 3) + "abc")
+        #expect(wire.requests.count == 1)
+        #expect(wire.requests.last.map { String(decoding: $0.body, as: UTF8.self) } == "hello")
+        wire.respond(body: "one")
+        #expect(wire.requests.count == 2)
+        #expect(wire.requests.last?.body == [])
+        wire.respond(body: "two")
+        #expect(wire.requests.count == 3)
+        #expect(wire.requests.last.map { String(decoding: $0.body, as: UTF8.self) } == "abc")
+        wire.respond(body: "three")
+        wire.send(Self.post(length: 6) + "par")
+        #expect(wire.requests.count == 3, "the body is not all here")
+        wire.send("tly")
+        #expect(wire.requests.count == 4)
+        #expect(wire.requests.last.map { String(decoding: $0.body, as: UTF8.self) } == "partly")
+        wire.respond(body: "four")
+        #expect(wire.statuses == [200, 200, 200, 200])
+        #expect(wire.requests.map { String(decoding: $0.head[$0.head.methodRange], as: UTF8.self) } == Array(repeating: "POST", count: 4))
+        #expect(isIdle(wire))
+    }
+
     @Test func pipelinedRequestsAreAnsweredInOrder() {
         let wire = Wire()
         wire.send(Self.get + "GET /second HTTP/1.1\r\nHost: x\r\n\r\n" + Self.get)

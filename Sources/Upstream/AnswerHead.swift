@@ -15,10 +15,23 @@ enum AnswerHead {
             let standard = ResponseSerializer.reasonPhrase(head.status)
             if !standard.withUTF8Buffer({ phrase.elementsEqual($0) }) { answer.reason = Array(phrase) }
         }
-        var block: [UInt8] = []
         // Room for the lines the proxy adds (`X-Request-Id`, the replay's
-        // mark), so adding them does not move the block.
-        block.reserveCapacity(head.length + 96)
+        // mark), so adding them does not move the block; the relayed lines,
+        // never longer than the head, written with a cursor.
+        answer.headerBlock = [UInt8](unsafeUninitializedCapacity: head.length + 96) { room, count in
+            var block = ByteCursor(room)
+            keepAliveSeconds = relayedLines(head, bytes, into: &block)
+            count = block.count
+        }
+        answer.declaredLength = head.contentLength
+        return (answer, keepAliveSeconds)
+    }
+
+    /// Writes the fields relayed to the client; returns the server's
+    /// `Keep-Alive: timeout=N`, if it sent one.
+    private static func relayedLines(_ head: UpstreamHead, _ bytes: UnsafeRawBufferPointer,
+                                     into block: inout ByteCursor) -> Int? {
+        var keepAliveSeconds: Int?
         for field in head.fields {
             switch field.kind {
             case .contentLength:
@@ -37,13 +50,10 @@ enum AnswerHead {
             }
             // Hop-by-hop, or named in the answer's `Connection`: decided as for requests.
             if head.isHopByHop(field, in: bytes) { continue }
-            block.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[field.name.lowerBound..<field.value.upperBound]))
-            block.append(ASCII.cr)
-            block.append(ASCII.lf)
+            block.put(UnsafeRawBufferPointer(rebasing: bytes[field.name.lowerBound..<field.value.upperBound]))
+            block.put("\r\n" as StaticString)
         }
-        answer.headerBlock = block
-        answer.declaredLength = head.contentLength
-        return (answer, keepAliveSeconds)
+        return keepAliveSeconds
     }
 
     /// A field name starting with `X-Iamport-Proxy-`, in any case.

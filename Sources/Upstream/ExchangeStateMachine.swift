@@ -290,6 +290,17 @@ struct ExchangeStateMachine {
                     framing = .chunked(ChunkedDecoder(limits: Limits(maxBodyBytes: maxResponseBytes)))
                 } else if let length = head.contentLength {
                     if length > maxResponseBytes { return .fail(tooLarge) }
+                    // The usual answer: all of it came with its head. Taken in
+                    // one copy of the right size (bytes that follow it make
+                    // the connection unfit for reuse, as below).
+                    if body.count >= length {
+                        answer.body = [UInt8](unsafeUninitializedCapacity: length) { room, count in
+                            UnsafeMutableRawBufferPointer(room).copyMemory(
+                                from: UnsafeRawBufferPointer(rebasing: body[0..<length]))
+                            count = length
+                        }
+                        return .deliver(answer, reusable: !head.closes && body.count == length)
+                    }
                     // Never more than is buffered before the body streams: the
                     // declared length is the upstream's word, not an allocation size.
                     answer.body.reserveCapacity(length <= Self.streamThreshold + 65536 ? length : Self.streamThreshold)

@@ -37,7 +37,51 @@ public final class ProxyHandler: HTTPHandler {
         case refused(Refusal, ServedAccount?)
     }
 
+    /// What becomes of a request, with its path split for forwarding.
     func route(_ head: RequestHead, _ routing: Routing) -> Route {
+        let path: RequestPath?
+        let canonical: Result<ArraySlice<UInt8>, PathRefusal>
+        switch RequestPath.of(head) {
+        case .success(let checked):
+            path = checked
+            canonical = .success(checked.canonical)
+        case .failure(let why):
+            path = nil
+            canonical = .failure(why)
+        }
+        switch decide(head, canonical, routing) {
+        case .local: return .local(path!)
+        case .getToken: return .getToken
+        case .forward(let account): return .forward(account, path!)
+        case .refused(let refusal, let account): return .refused(refusal, account)
+        }
+    }
+
+    /// The refusal a request gets on its head alone, if any: `route`'s
+    /// decision without splitting the path (the screen of every request).
+    func refusal(_ head: RequestHead, _ routing: Routing) -> (Refusal, ServedAccount?)? {
+        let canonical: Result<ArraySlice<UInt8>, PathRefusal>
+        switch head.canonicalPath {
+        case .asSent: canonical = .success(head[head.path])
+        case .rewritten(let bytes): canonical = .success(bytes[...])
+        case .refused(let why): canonical = .failure(why)
+        }
+        guard case .refused(let refusal, let account) = decide(head, canonical, routing) else { return nil }
+        return (refusal, account)
+    }
+
+    /// `Route` without the path's pieces.
+    private enum Decision {
+        case local
+        case getToken
+        case forward(ServedAccount)
+        case refused(Refusal, ServedAccount?)
+    }
+
+    /// The decision on a request, taken on its head and its canonical path
+    /// (or why its path is refused), in this order.
+    private func decide(_ head: RequestHead, _ canonicalPath: Result<ArraySlice<UInt8>, PathRefusal>,
+                        _ routing: Routing) -> Decision {
         // Refusals before the account is known still take the shape of the
         // account the request names, when it names one.
         var shape: AccountAPI {
@@ -52,13 +96,13 @@ public final class ProxyHandler: HTTPHandler {
                 return .refused(Refusal(.notAllowed, "requests for other hosts are refused: this is not an open proxy", shape), nil)
             }
         }
-        let path: RequestPath
-        switch RequestPath.of(head) {
-        case .success(let checked): path = checked
+        let canonical: ArraySlice<UInt8>
+        switch canonicalPath {
+        case .success(let checked): canonical = checked
         case .failure(let why): return .refused(Refusal(.badRequest, why.message, shape), nil)
         }
-        if path.isLocalEndpoint { return .local(path) }
-        if path.isGetToken {
+        if RequestPath.isLocalEndpoint(canonical) { return .local }
+        if RequestPath.isGetToken(canonical) {
             // Never forwarded, whatever the method: the body holds imp_secret.
             return head.method == .post ? .getToken : .refused(Refusal(
                 .notAllowed, "/users/getToken is answered by the proxy for POST only and never forwarded", shape), nil)
@@ -73,22 +117,22 @@ public final class ProxyHandler: HTTPHandler {
             return .refused(Refusal(
                 .notAllowed, "requests for other hosts are refused: this is not an open proxy", account.api), account)
         }
-        if account.api == .v2 && path.isV2CredentialEndpoint {
+        if account.api == .v2 && RequestPath.isV2CredentialEndpoint(canonical) {
             return .refused(Refusal(
                 .forbidden, "/login/api-secret and /token/refresh are never forwarded: they would hand out a credential of the account",
                 .v2), account)
         }
-        if !account.configuration.allow.allows(method: head[head.methodRange], canonicalPath: path.canonical) {
+        if !account.configuration.allow.allows(method: head[head.methodRange], canonicalPath: canonical) {
             return .refused(Refusal(.forbidden, "this method and path are not in the allow list", account.api), account)
         }
-        return .forward(account, path)
+        return .forward(account)
     }
 
     // MARK: - Before the body
 
     public func screen(_ head: RequestHead, clientAddress: String, loop: EventLoop) -> Response? {
         let context = contexts[loop.index]
-        guard case .refused(let refusal, let account) = route(head, context.routing) else { return nil }
+        guard let (refusal, account) = refusal(head, context.routing) else { return nil }
         let requestID = requestID(for: head, on: context)
         let response = refusal.response(requestID: requestID)
         record(status: response.status, method: head.method, account: account)

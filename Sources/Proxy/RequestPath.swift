@@ -46,7 +46,9 @@ struct RequestPath {
     }
 
     /// Under `/_proxy/`: answered by the proxy, never forwarded.
-    var isLocalEndpoint: Bool { canonical.hasPrefix("/_proxy/") }
+    var isLocalEndpoint: Bool { Self.isLocalEndpoint(canonical) }
+
+    static func isLocalEndpoint(_ canonical: ArraySlice<UInt8>) -> Bool { canonical.hasPrefix("/_proxy/") }
 
     func canonicalEquals(_ literal: StaticString) -> Bool {
         literal.withUTF8Buffer { canonical.elementsEqual($0) }
@@ -56,9 +58,11 @@ struct RequestPath {
     /// case, `;` parameters on either segment, a trailing slash (repeated
     /// slashes and escapes are gone from the canonical form already). Such a
     /// request is never forwarded: its body holds the caller's `imp_secret`.
-    var isGetToken: Bool {
+    var isGetToken: Bool { Self.isGetToken(canonical) }
+
+    static func isGetToken(_ canonical: ArraySlice<UInt8>) -> Bool {
         var rest = canonical.dropFirst()  // the leading `/`
-        guard Self.takeSegment(&rest, equalTo: "users"), Self.takeSegment(&rest, equalTo: "gettoken") else {
+        guard takeSegment(&rest, equalTo: "users"), takeSegment(&rest, equalTo: "gettoken") else {
             return false
         }
         return rest.isEmpty
@@ -67,13 +71,15 @@ struct RequestPath {
     /// PortOne V2's credential endpoints, `/login/api-secret` and
     /// `/token/refresh`, in the same spellings as getToken: never forwarded
     /// for a V2 account (they would hand the app a credential of the account).
-    var isV2CredentialEndpoint: Bool {
+    var isV2CredentialEndpoint: Bool { Self.isV2CredentialEndpoint(canonical) }
+
+    static func isV2CredentialEndpoint(_ canonical: ArraySlice<UInt8>) -> Bool {
         var login = canonical.dropFirst()
-        if Self.takeSegment(&login, equalTo: "login"), Self.takeSegment(&login, equalTo: "api-secret"), login.isEmpty {
+        if takeSegment(&login, equalTo: "login"), takeSegment(&login, equalTo: "api-secret"), login.isEmpty {
             return true
         }
         var token = canonical.dropFirst()
-        return Self.takeSegment(&token, equalTo: "token") && Self.takeSegment(&token, equalTo: "refresh") && token.isEmpty
+        return takeSegment(&token, equalTo: "token") && takeSegment(&token, equalTo: "refresh") && token.isEmpty
     }
 
     /// The value of the query parameter `name` as sent (not decoded), or nil.

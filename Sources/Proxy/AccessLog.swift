@@ -4,6 +4,7 @@ import Logging
 /// One answered request, as the access log tells it. Byte fields are the
 /// request's own bytes, not copies.
 struct AccessEntry {
+    /// Of `ProxyHandler.requestID`'s safe set: written without a scan.
     var requestID: [UInt8]
     /// The account's name, with a config file.
     var account: String?
@@ -85,9 +86,9 @@ struct AccessLog: Sendable {
                         to out: inout ByteCursor) {
         let line = LineWriter(format: format)
         line.begin(clock: &clock, &out)
-        line.field("request_id", bytes: entry.requestID, &out)
+        line.field("request_id", verbatim: entry.requestID, &out)
         if let account = entry.account { line.field("account", string: account, &out) }
-        line.field("method", bytes: entry.method, &out)
+        line.field("method", verbatim: entry.method, &out)
         line.field("path", bytes: entry.path, &out)
         line.field("status", number: entry.status, &out)
         if let upstream = entry.upstreamStatus {
@@ -97,7 +98,8 @@ struct AccessLog: Sendable {
         }
         line.field("bytes", number: entry.bytes, &out)
         if let micros = entry.durationMicros { line.field("duration_ms", millisecondsFromMicros: micros, &out) }
-        line.field("client", string: entry.client, &out)
+        var client = entry.client
+        client.withUTF8 { line.field("client", verbatim: $0, &out) }
         line.field("renewed", constant: entry.renewed ? "true" : "false", &out)
         line.field("replayed", constant: entry.replayed ? "true" : "false", &out)
         if let error = entry.error { line.field("error", string: error.rawValue, &out) }
@@ -192,6 +194,20 @@ private struct LineWriter {
         } else {
             appendRepairedUTF8(utf8: bytes, to: &out)
         }
+    }
+
+    /// A value that needs neither quotes in text nor escapes in JSON: visible
+    /// ASCII without `"` or `\` (a method, which is a token; a request ID of
+    /// the safe set `ProxyHandler.requestID` keeps; a client address),
+    /// copied without the scan. An empty one takes the general way (text
+    /// quotes it).
+    func field<Bytes: Collection<UInt8>>(_ name: StaticString, verbatim bytes: Bytes, _ out: inout ByteCursor) {
+        guard !bytes.isEmpty else { return field(name, bytes: bytes, &out) }
+        assert(bytes.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != 0x22 && $0 != 0x5C }, "not a verbatim value")
+        key(name, &out)
+        quote(&out)
+        out.put(bytes)
+        quote(&out)
     }
 
     /// Text through its contiguous UTF-8 (a `String.UTF8View` walked byte by

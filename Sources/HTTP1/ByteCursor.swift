@@ -120,12 +120,30 @@ extension ByteCursor: JSONOutput {
     }
 }
 
-/// A buffer of `capacity` bytes filled by `build`, as an array.
+/// A buffer of `capacity` bytes filled by `build`, as an array that keeps
+/// that capacity (for appends after).
+///
+/// Written on the stack (the heap past the standard library's limit for
+/// it), then appended to an array that reserved the capacity: both are
+/// specialized where they are used. `Array(unsafeUninitializedCapacity:)`
+/// and `Array(repeating:count:)` call a generic function of the standard
+/// library that looks the array's storage type up at run time, under a
+/// lock: about 400 instructions a call.
 @inlinable
 public func bytesWritten(capacity: Int, _ build: (inout ByteCursor) -> Void) -> [UInt8] {
-    [UInt8](unsafeUninitializedCapacity: capacity) { room, count in
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(capacity)
+    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { room in
         var cursor = ByteCursor(room)
         build(&cursor)
-        count = cursor.count
+        bytes.append(contentsOf: UnsafeBufferPointer(rebasing: room[0..<cursor.count]))
     }
+    return bytes
+}
+
+/// The bytes of `source` as an array of their size, through the standard
+/// library's specialized copy of a buffer (see `bytesWritten`).
+@inlinable
+public func bytesCopied(_ source: UnsafeRawBufferPointer) -> [UInt8] {
+    Array(source.assumingMemoryBound(to: UInt8.self))
 }

@@ -256,13 +256,7 @@ struct ConnectionStateMachine {
             // The usual request: its whole body came with its head. Taken in
             // one copy of the right size, without the body-reading state.
             if input.readableCount >= length {
-                let body = input.withReadable { readable in
-                    [UInt8](unsafeUninitializedCapacity: length) { room, count in
-                        UnsafeMutableRawBufferPointer(room).copyMemory(
-                            from: UnsafeRawBufferPointer(rebasing: readable[0..<length]))
-                        count = length
-                    }
-                }
+                let body = input.withReadable { bytesCopied(UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
                 input.consume(length)
                 return dispatch(head, body: body)
             }

@@ -18,10 +18,8 @@ enum AnswerHead {
         // Room for the lines the proxy adds (`X-Request-Id`, the replay's
         // mark), so adding them does not move the block; the relayed lines,
         // never longer than the head, written with a cursor.
-        answer.headerBlock = [UInt8](unsafeUninitializedCapacity: head.length + 96) { room, count in
-            var block = ByteCursor(room)
+        answer.headerBlock = bytesWritten(capacity: head.length + 96) { block in
             keepAliveSeconds = relayedLines(head, bytes, into: &block)
-            count = block.count
         }
         answer.declaredLength = head.contentLength
         return (answer, keepAliveSeconds)

@@ -294,11 +294,7 @@ struct ExchangeStateMachine {
                     // one copy of the right size (bytes that follow it make
                     // the connection unfit for reuse, as below).
                     if body.count >= length {
-                        answer.body = [UInt8](unsafeUninitializedCapacity: length) { room, count in
-                            UnsafeMutableRawBufferPointer(room).copyMemory(
-                                from: UnsafeRawBufferPointer(rebasing: body[0..<length]))
-                            count = length
-                        }
+                        answer.body = bytesCopied(UnsafeRawBufferPointer(rebasing: body[0..<length]))
                         return .deliver(answer, reusable: !head.closes && body.count == length)
                     }
                     // Never more than is buffered before the body streams: the

@@ -49,6 +49,8 @@ public final class ProxyHandler: HTTPHandler {
             path = nil
             canonical = .failure(why)
         }
+        // `decide` answers `.local` and `.forward` only for a path that was
+        // split (a refused path is refused there, after the authority check).
         switch decide(head, canonical, routing) {
         case .local: return .local(path!)
         case .getToken: return .getToken

@@ -193,6 +193,8 @@ def main():
                         help="NAME=VALUE pairs, space-separated, added to the binary's environment (BENCH_PROXY_ENV)")
     parser.add_argument("--baseline-env", default=os.environ.get("BENCH_BASELINE_ENV", ""),
                         help="the same for the baseline (BENCH_BASELINE_ENV): one binary can be both, differently set")
+    parser.add_argument("--cells", default=os.environ.get("BENCH_CELLS", ""),
+                        help="only these cells, comma-separated, e.g. GET-20ms-1000,POST-TLS-64 (BENCH_CELLS)")
     parser.add_argument("--out", default=os.path.join(ROOT, "Tests", "Bench", "results", "latest.md"))
     args = parser.parse_args()
     if args.seconds < 1 or args.rounds < 1:
@@ -200,6 +202,7 @@ def main():
     for tool in ["nginx", "haproxy", "wrk", "openssl"]:
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing (make bench installs it)")
+    selected_cells(args.cells)  # an unknown name stops here, before anything starts
     for binary in [args.binary, args.baseline]:
         if binary and not os.access(binary, os.X_OK):
             sys.exit(f"{binary} is missing or not executable: build it with `make release`")
@@ -458,9 +461,7 @@ def run(work, procs, args):
             t[name] = f"http://127.0.0.1:{proxies[(name, upstream)][1]}{path}"
         return t
 
-    cells = [(method, upstream, connections) for method in ["GET", "POST"] for upstream in ["plain", "TLS"]
-             for connections in [1, 64]]
-    cells.append(("GET", "20 ms", 1000))
+    cells = selected_cells(args.cells)
     logs = {"nginx": f"{work}/nginx-access.log"}
     pids = {"nginx": process_tree(ngx.pid), "haproxy": [hap.pid]}
 
@@ -519,6 +520,29 @@ def run(work, procs, args):
     return results, facts
 
 
+def all_cells():
+    cells = [(method, upstream, connections) for method in ["GET", "POST"] for upstream in ["plain", "TLS"]
+             for connections in [1, 64]]
+    return cells + [("GET", "20 ms", 1000)]
+
+
+def selected_cells(names):
+    """The cells `names` (BENCH_CELLS) lists, or all of them."""
+    if not names:
+        return all_cells()
+    wanted = {name.strip() for name in names.split(",") if name.strip()}
+    known = {cell_name(cell) for cell in all_cells()}
+    if not wanted <= known:
+        sys.exit(f"unknown cells {sorted(wanted - known)}; the cells are {sorted(known)}")
+    return [cell for cell in all_cells() if cell_name(cell) in wanted]
+
+
+def cell_name(cell):
+    """`GET-20ms-1000`: a cell as BENCH_CELLS names it."""
+    method, upstream, connections = cell
+    return f"{method}-{upstream.replace(' ', '')}-{connections}"
+
+
 def spread(values, fmt="{:.2f}"):
     """median (min–max)"""
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
@@ -561,11 +585,12 @@ def report(results, facts, args):
                          f"{p99ratio} | {sum(r['errors'] for r in runs)} | {cpu} | {opened} |")
     lines.append("")
 
-    lines.append("Added p50 latency at 1 connection over direct, µs, median (min–max) over the rounds:\n")
     contenders = [n for n in names if n != "direct"]
-    lines.append("| request | upstream | " + " | ".join(contenders) + " |")
-    lines.append("|---|---|" + "---|" * len(contenders))
     added = {}
+    if any(connections == 1 for _, _, connections in results):
+        lines.append("Added p50 latency at 1 connection over direct, µs, median (min–max) over the rounds:\n")
+        lines.append("| request | upstream | " + " | ".join(contenders) + " |")
+        lines.append("|---|---|" + "---|" * len(contenders))
     for (method, upstream, connections), by_name in results.items():
         if connections != 1:
             continue
@@ -575,7 +600,8 @@ def report(results, facts, args):
             added[(method, upstream, name)] = values
             row.append(spread(values, "{:.0f}"))
         lines.append(f"| {method} | {upstream} | " + " | ".join(row) + " |")
-    lines.append("")
+    if added:
+        lines.append("")
 
     lines.append("Targets (medians over the rounds):\n")
     lines.append("| target | " + " | ".join(n for n in [PROXY, BASELINE] if n in names) + " |")

@@ -121,7 +121,8 @@ extension ByteCursor: JSONOutput {
 }
 
 /// A buffer of `capacity` bytes filled by `build`, as an array that keeps
-/// that capacity (for appends after).
+/// that capacity, and `reserving` more (for appends after: a body appended
+/// there is copied once, not written here and copied again).
 ///
 /// Written on the stack (the heap past the standard library's limit for
 /// it), then appended to an array that reserved the capacity: both are
@@ -130,9 +131,9 @@ extension ByteCursor: JSONOutput {
 /// library that looks the array's storage type up at run time, under a
 /// lock: about 400 instructions a call.
 @inlinable
-public func bytesWritten(capacity: Int, _ build: (inout ByteCursor) -> Void) -> [UInt8] {
+public func bytesWritten(capacity: Int, reserving extra: Int = 0, _ build: (inout ByteCursor) -> Void) -> [UInt8] {
     var bytes: [UInt8] = []
-    bytes.reserveCapacity(capacity)
+    bytes.reserveCapacity(capacity + extra)
     withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { room in
         var cursor = ByteCursor(room)
         build(&cursor)

@@ -32,8 +32,10 @@ struct RequestEncoder {
         var method = request.methodName
         let lines = request.headerLines
         let capacity = method.utf8.count + endpoint.pathPrefix.count + request.pathAndQuery.count
-            + endpoint.authority.count + firstLine.count + 2 * lines.count + (body?.count ?? 0) + 96
-        return bytesWritten(capacity: capacity) { out in
+            + endpoint.authority.count + firstLine.count + 2 * lines.count + 96
+        // The body, when it rides here, is appended into the room reserved
+        // for it: one copy of it.
+        var head = bytesWritten(capacity: capacity, reserving: body?.count ?? 0) { out in
             method.withUTF8 { out.put(UnsafeRawBufferPointer($0)) }
             out.put(ASCII.space)
             out.put(endpoint.pathPrefix)
@@ -63,7 +65,8 @@ struct RequestEncoder {
                 out.put("Content-Length: 0\r\n" as StaticString)
             }
             out.put("\r\n" as StaticString)
-            if let body { out.put(body) }
         }
+        if let body { head.append(contentsOf: body) }
+        return head
     }
 }

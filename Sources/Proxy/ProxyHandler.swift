@@ -62,13 +62,9 @@ public final class ProxyHandler: HTTPHandler {
     /// The refusal a request gets on its head alone, if any: `route`'s
     /// decision without splitting the path (the screen of every request).
     func refusal(_ head: RequestHead, _ routing: Routing) -> (Refusal, ServedAccount?)? {
-        let canonical: Result<ArraySlice<UInt8>, PathRefusal>
-        switch head.canonicalPath {
-        case .asSent: canonical = .success(head[head.path])
-        case .rewritten(let bytes): canonical = .success(bytes[...])
-        case .refused(let why): canonical = .failure(why)
+        guard case .refused(let refusal, let account) = decide(head, RequestPath.canonical(of: head), routing) else {
+            return nil
         }
-        guard case .refused(let refusal, let account) = decide(head, canonical, routing) else { return nil }
         return (refusal, account)
     }
 

@@ -22,6 +22,16 @@ struct RequestPath {
         return make(path: head[head.path], query: query, sent: sent, canonical: head.canonicalPath)
     }
 
+    /// The request's canonical path alone (all the screen needs), or why its
+    /// path is refused: `of`'s canonical part, without splitting the rest.
+    static func canonical(of head: RequestHead) -> Result<ArraySlice<UInt8>, PathRefusal> {
+        switch head.canonicalPath {
+        case .asSent: return .success(head[head.path])
+        case .rewritten(let bytes): return .success(bytes[...])
+        case .refused(let why): return .failure(why)
+        }
+    }
+
     /// Splits and canonicalises a target in origin form, as the head parser
     /// does (for tests).
     static func parse(_ target: ArraySlice<UInt8>) -> Result<RequestPath, PathRefusal> {

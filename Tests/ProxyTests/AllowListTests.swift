@@ -1,5 +1,6 @@
 import Foundation
 
+import HTTP1
 @testable import Proxy
 import TestSupport
 import Testing
@@ -94,6 +95,22 @@ import Testing
         }
         #expect(String(decoding: path.canonical, as: UTF8.self) == canonical)
         #expect(String(decoding: path.path, as: UTF8.self) == target, "the path as sent is kept for the upstream")
+    }
+
+    /// The screen's canonical path is the one `RequestPath.of` splits out,
+    /// and a refused path is refused for the same reason.
+    @Test func theScreensCanonicalPathIsTheSplitPathsOne() {
+        for target in ["/payments/imp_1?x=1", "/payments/../x", "//payments//imp_1", "/pay%6Dents", "/a/%2e%2e/b",
+                       "http://api.iamport.kr", "http://api.iamport.kr/users/getToken?q", "/a\\b", "/a/./b/"] {
+            var parser = HeadParser(limits: Limits())
+            let bytes = Array("GET \(target) HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+            guard case .complete(let head, _) = bytes.withUnsafeBytes({ parser.parse($0) }) else { continue }
+            switch (RequestPath.of(head), RequestPath.canonical(of: head)) {
+            case (.success(let path), .success(let canonical)): #expect(path.canonical == canonical, "\(target)")
+            case (.failure(let a), .failure(let b)): #expect(a == b, "\(target)")
+            default: Issue.record("\(target): the two disagree on whether the path is refused")
+            }
+        }
     }
 
     @Test func getTokenIsRecognisedInAnySpelling() {

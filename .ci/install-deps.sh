@@ -3,7 +3,7 @@
 # Idempotent: does nothing when everything is there.
 set -euo pipefail
 
-packages=(libcurl4-openssl-dev pkg-config openssl socat curl python3-venv ca-certificates binutils)
+packages=(libcurl4-openssl-dev libssl-dev pkg-config openssl socat curl python3-venv ca-certificates binutils)
 if [ "${WITH_BENCH:-0}" = 1 ]; then
     packages+=(nginx-light haproxy wrk)
 fi

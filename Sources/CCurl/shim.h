@@ -6,6 +6,7 @@
 // wrapper named for the type of its argument.
 
 #include <curl/curl.h>
+#include <openssl/ssl.h>
 
 static inline CURLcode ccurl_easy_setopt_long(CURL *h, CURLoption o, long v) {
     return curl_easy_setopt(h, o, v);
@@ -40,6 +41,30 @@ static inline CURLMcode ccurl_multi_setopt_socket_callback(CURLM *m, ccurl_socke
 }
 static inline CURLMcode ccurl_multi_setopt_timer_callback(CURLM *m, ccurl_timer_callback f) {
     return curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, f);
+}
+
+// TLS connections read ahead: OpenSSL asks the socket for as much as its
+// buffer holds, so a record arrives in one recv (without it, two: the
+// record's 5-byte header, then its body). libcurl calls this with each new
+// connection's SSL_CTX before the handshake (OpenSSL backend only).
+static CURLcode ccurl_ssl_ctx_read_ahead(CURL *easy, void *ssl_ctx, void *userp) {
+    (void)easy;
+    (void)userp;
+    SSL_CTX_set_read_ahead((SSL_CTX *)ssl_ctx, 1);
+    return CURLE_OK;
+}
+static inline CURLcode ccurl_easy_setopt_ssl_read_ahead(CURL *h) {
+    return curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, ccurl_ssl_ctx_read_ahead);
+}
+// Whether a connected TLS handle's connection reads ahead (for tests): -1
+// when it has no OpenSSL connection.
+static inline int ccurl_easy_tls_reads_ahead(CURL *h) {
+    struct curl_tlssessioninfo *info = NULL;
+    if (curl_easy_getinfo(h, CURLINFO_TLS_SSL_PTR, &info) != CURLE_OK || info == NULL
+        || info->backend != CURLSSLBACKEND_OPENSSL || info->internals == NULL) {
+        return -1;
+    }
+    return SSL_get_read_ahead((SSL *)info->internals);
 }
 
 // CURLSHOPT_SHARE / CURLSHOPT_UNSHARE: libcurl reads the kind of data as an int.

@@ -27,6 +27,9 @@ struct ConnectionPool<Connection: PoolableConnection> {
 
     var count: Int { idle.count }
 
+    /// The waiting connections, oldest first.
+    var connections: [Connection] { idle.map(\.connection) }
+
     /// The server's `Keep-Alive: timeout=N` as a reuse limit: a second
     /// before the server's own, at most an hour.
     static func serverIdleLimit(keepAliveSeconds seconds: Int) -> Nanoseconds {

@@ -154,6 +154,11 @@ final class CurlMulti {
         // filters and OpenSSL's ERR_clear_error). Plain HTTP reads the
         // socket itself: the smallest size spares 15 KiB a connection.
         setup.long(CURLOPT_BUFFERSIZE, endpoint.tls ? 16_384 : 1024)
+        // OpenSSL reads ahead: one recv for a record, not two (its header,
+        // then its body). Bytes read ahead wait in OpenSSL, not the socket,
+        // so an answer is read until libcurl says EAGAIN (UpstreamClient.read),
+        // never left for an epoll event that would not come.
+        if endpoint.tls { setup.check(CURLOPT_SSL_CTX_FUNCTION, ccurl_easy_setopt_ssl_read_ahead(easy)) }
         setup.long(CURLOPT_CONNECTTIMEOUT_MS, max(1, min(configuration.timeout.inMilliseconds, 10_000)))
         if let caFile = configuration.caFile { setup.string(CURLOPT_CAINFO, caFile) }
         // One source of trust: the CA file given, or else the system bundle.

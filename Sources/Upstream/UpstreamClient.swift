@@ -60,6 +60,13 @@ public final class UpstreamClient: @unchecked Sendable {
         return pool.count
     }
 
+    /// Kept-alive TLS connections whose OpenSSL reads ahead (every one
+    /// should: see CurlMulti's handle set-up); on the loop.
+    public var idleConnectionsReadingAhead: Int {
+        loop.assertInLoop()
+        return pool.connections.filter { $0.tls && ccurl_easy_tls_reads_ahead($0.easy) == 1 }.count
+    }
+
     /// Once per process, before any thread uses libcurl.
     public static let globalInit: Void = {
         curl_global_init(Int(CURL_GLOBAL_ALL))

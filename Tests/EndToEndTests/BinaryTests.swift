@@ -59,6 +59,29 @@ import Testing
         #expect(proxy.stop() == 0)
     }
 
+    /// A streamed answer over TLS to a client that stops reading, then
+    /// reads on: the proxy pauses its upstream reads and resumes them when
+    /// the client drains. TLS reads ahead, so bytes can wait in OpenSSL
+    /// rather than in the socket across the pause; none may be lost or stall.
+    @Test func aStreamedAnswerOverTLSSurvivesAClientThatPauses() throws {
+        let t = try TLSUpstream(trustingItsCA: true)
+        defer { t.stop() }
+        let size = 6_000_000
+        let client = try HTTPTestClient(port: t.port, timeout: 20)
+        try client.send("GET /payments/imp_big HTTP/1.1\r\nHost: a\r\nX-Fake-Fault: big=\(size)\r\n\r\n")
+        // Long enough for the socket buffers on the way to fill and the
+        // proxy to pause the stream.
+        usleep(1_000_000)
+        let answer = try client.read()
+        #expect(answer.status == 200)
+        #expect(answer.body.count == size)
+        #expect(answer.body == FakeIamport.bigBody(size))
+        // The connection served a whole answer: the next request on it works.
+        try client.send("GET /payments/imp_after HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(try client.read().status == 200)
+        #expect(t.proxy.stop() == 0)
+    }
+
     @Test func tlsVerificationIsAlwaysOn() throws {
         // No CA file: the test CA is not trusted, so nothing reaches the fake.
         let t = try TLSUpstream(trustingItsCA: false)

@@ -17,6 +17,14 @@ public struct HeadParser: Sendable {
     private var scanned = 0
     private var start = 0
     private var requestLineEnd: Int?
+    /// The last head's box, refilled by the next head if nothing else holds
+    /// it by then (the exchange is over): the box, its bytes and its fields
+    /// keep their memory, so a kept-alive connection's heads after the first
+    /// cost no allocation (three, and their frees, a request otherwise).
+    private var spare: RequestHead.Storage?
+    /// A box whose bytes outgrew this is not kept: an idle connection holds
+    /// at most about this much for its next head.
+    static let maxSpareBytes = 4096
 
     public init(limits: Limits) {
         self.limits = limits
@@ -51,9 +59,12 @@ public struct HeadParser: Sendable {
             let head = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
             start = 0
             requestLineEnd = nil
-            switch Self.parseHead(head, limits: limits) {
-            case .success(let parsed): return .complete(parsed, consumed: end)
-            case .failure(let error): return .failure(error)
+            switch Self.parseHead(head, limits: limits, reusing: takeSpare()) {
+            case .success(let parsed):
+                if parsed.storage.bytes.capacity <= Self.maxSpareBytes { spare = parsed.storage }
+                return .complete(parsed, consumed: end)
+            case .failure(let error):
+                return .failure(error)
             }
         case .bareLF:
             return .failure(.badRequest("bare LF line end"))
@@ -68,17 +79,39 @@ public struct HeadParser: Sendable {
         return .incomplete
     }
 
+    /// The spare box, if it is there and nothing else holds it.
+    private mutating func takeSpare() -> RequestHead.Storage? {
+        guard var box = spare else { return nil }
+        spare = nil
+        return isKnownUniquelyReferenced(&box) ? box : nil
+    }
+
     // MARK: - The complete head
 
-    static func parseHead(_ raw: UnsafeRawBufferPointer, limits: Limits) -> Result<RequestHead, HTTPError> {
-        let bytes = [UInt8](raw)
+    /// `reusing`: a box nothing else holds, whose arrays are refilled.
+    static func parseHead(
+        _ raw: UnsafeRawBufferPointer, limits: Limits, reusing spare: RequestHead.Storage? = nil
+    ) -> Result<RequestHead, HTTPError> {
+        var bytes: [UInt8] = []
+        var fields: [HeaderField] = []
+        if let spare {
+            // Moved out, so each is uniquely held and keeps its memory.
+            swap(&bytes, &spare.bytes)
+            swap(&fields, &spare.fields)
+            bytes.removeAll(keepingCapacity: true)
+            fields.removeAll(keepingCapacity: true)
+            bytes.append(contentsOf: raw)
+        } else {
+            bytes = [UInt8](raw)
+        }
         return bytes.withUnsafeBufferPointer { buf in
-            parseHead(buf, bytes: bytes, limits: limits)
+            parseHead(buf, bytes: bytes, fields: fields, limits: limits, reusing: spare)
         }
     }
 
     private static func parseHead(
-        _ buf: UnsafeBufferPointer<UInt8>, bytes: [UInt8], limits: Limits
+        _ buf: UnsafeBufferPointer<UInt8>, bytes: [UInt8], fields: consuming [HeaderField], limits: Limits,
+        reusing spare: RequestHead.Storage?
     ) -> Result<RequestHead, HTTPError> {
         let raw = UnsafeRawBufferPointer(buf)
         let n = buf.count
@@ -114,33 +147,35 @@ public struct HeadParser: Sendable {
         if method == .connect { return .failure(.methodNotAllowed) }
 
         // Fields, up to the final CRLF.
-        var fields: [HeaderField] = []
-        fields.reserveCapacity(12)
+        if fields.capacity < 12 { fields.reserveCapacity(12) }
         if let defect = HeadSyntax.parseFields(raw, from: i, maxCount: limits.maxHeaderCount, into: &fields) {
             return .failure(HTTPError(defect))
         }
 
-        var head = RequestHead(
-            bytes: bytes, method: method, methodRange: methodRange, target: target, targetForm: .origin,
-            path: target, canonicalPath: .asSent, minorVersion: minor, fields: fields, framing: .none, keepAlive: minor == 1, expectContinue: false,
-            connection: ConnectionOptions())
-        if let error = interpretFields(&head) { return .failure(error) }
+        let head = RequestHead(
+            reusing: spare, bytes: bytes, method: method, methodRange: methodRange, target: target,
+            minorVersion: minor, fields: fields)
+        // The rest is written into the box directly: it is this head's alone
+        // (new, or the spare nothing else held), though the caller may still
+        // hold the spare, which copy-on-write would take for a sharer.
+        let box = head.storage
+        if let error = interpretFields(box) { return .failure(error) }
         switch classifyTarget(bytes, target) {
-        case .success(let form): head.targetForm = form
+        case .success(let form): box.targetForm = form
         case .failure(let error): return .failure(error)
         }
         var pathStart = target.lowerBound
-        if case .absolute(_, let path) = head.targetForm { pathStart = path.lowerBound }
+        if case .absolute(_, let path) = box.targetForm { pathStart = path.lowerBound }
         var pathEnd = pathStart
         while pathEnd < target.upperBound && buf[pathEnd] != ASCII.question { pathEnd += 1 }
-        head.path = pathStart..<pathEnd
-        head.canonicalPath = CanonicalPath.of(UnsafeBufferPointer(rebasing: buf[pathStart..<pathEnd]))
+        box.path = pathStart..<pathEnd
+        box.canonicalPath = CanonicalPath.of(UnsafeBufferPointer(rebasing: buf[pathStart..<pathEnd]))
         return .success(head)
     }
 
     /// Framing, persistence and expectations from the fields, with the
     /// anti-smuggling rules of RFC 9112 §6.3.
-    private static func interpretFields(_ head: inout RequestHead) -> HTTPError? {
+    private static func interpretFields(_ head: RequestHead.Storage) -> HTTPError? {
         var contentLength: Int?
         var sawTransferEncoding = false
         var chunked = false

@@ -67,6 +67,35 @@ public struct RequestHead: Sendable {
         )
     }
 
+    /// A head in `reused`, a box nothing else holds any more (the parser's
+    /// spare, see `HeadParser`), refilled with these parts; a new box without one.
+    init(
+        reusing reused: Storage?, bytes: [UInt8], method: Method, methodRange: Range<Int>, target: Range<Int>,
+        minorVersion: Int, fields: [HeaderField]
+    ) {
+        guard let reused else {
+            storage = Storage(
+                bytes: bytes, method: method, methodRange: methodRange, target: target, targetForm: .origin,
+                path: target, canonicalPath: .asSent, minorVersion: minorVersion, fields: fields, framing: .none,
+                keepAlive: minorVersion == 1, expectContinue: false, connection: ConnectionOptions())
+            return
+        }
+        reused.bytes = bytes
+        reused.method = method
+        reused.methodRange = methodRange
+        reused.target = target
+        reused.targetForm = .origin
+        reused.path = target
+        reused.canonicalPath = .asSent
+        reused.minorVersion = minorVersion
+        reused.fields = fields
+        reused.framing = .none
+        reused.keepAlive = minorVersion == 1
+        reused.expectContinue = false
+        reused.connection = ConnectionOptions()
+        storage = reused
+    }
+
     @inlinable
     mutating func makeUnique() {
         if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }

@@ -226,3 +226,56 @@ func expectFailure(_ text: String) -> HTTPError? {
         #expect(!FieldKind.classify(Array("Authorization".utf8)).isHopByHop)
     }
 }
+
+/// A parser refills the last head's box for the next head once nothing else
+/// holds it; a head still held is never touched.
+@Suite struct HeadParserReuseTests {
+    private func next(_ parser: inout HeadParser, _ text: String) -> RequestHead? {
+        let bytes = Array(text.utf8)
+        guard case .complete(let head, _) = bytes.withUnsafeBytes({ parser.parse($0) }) else { return nil }
+        return head
+    }
+
+    private let first = "POST /payments/cancel HTTP/1.0\r\nHost: a\r\nConnection: close, x-drop\r\nX-Drop: 1\r\n"
+        + "Content-Length: 5\r\nExpect: 100-continue\r\nX-Padding: " + String(repeating: "p", count: 300) + "\r\n\r\n"
+    private let second = "GET /payments/imp_2 HTTP/1.1\r\nHost: b\r\n\r\n"
+
+    @Test func aHeadStillHeldIsNotTouchedByTheNext() throws {
+        var parser = HeadParser(limits: Limits())
+        let a = try #require(next(&parser, first))
+        let b = try #require(next(&parser, second))
+        #expect(String(decoding: a.bytes, as: UTF8.self) == first)
+        #expect(a.fields.count == 6 && a.method == .post && a.framing == .contentLength(5) && !a.keepAlive)
+        #expect(String(decoding: b.bytes, as: UTF8.self) == second)
+    }
+
+    @Test func aReleasedHeadsBoxCarriesTheNextWithNothingOfItsOwn() throws {
+        var parser = HeadParser(limits: Limits())
+        do {
+            let released = try #require(next(&parser, first))
+            #expect(released.fields.count == 6)
+        }
+        let b = try #require(next(&parser, second))
+        // The first head's buffer (400 bytes) carries the 42-byte second
+        // head, and every part is the second's, none left of the first.
+        #expect(b.bytes.capacity >= first.utf8.count, "the first head's buffer, kept")
+        #expect(String(decoding: b.bytes, as: UTF8.self) == second)
+        #expect(b.method == .get && b.minorVersion == 1 && b.keepAlive && !b.expectContinue)
+        #expect(b.framing == .none && b.targetForm == .origin)
+        #expect(b.fields.count == 1 && b.first(.host) != nil && b.first(.connection) == nil)
+        #expect(!b.connection.sawInvalid && !b.isHopByHop(b.fields[0]))
+        #expect(String(decoding: b[b.path], as: UTF8.self) == "/payments/imp_2")
+    }
+
+    @Test func aLargeHeadsBufferIsNotKeptForTheNext() throws {
+        var parser = HeadParser(limits: Limits())
+        let large = "GET / HTTP/1.1\r\nHost: a\r\nX-Padding: " + String(repeating: "p", count: HeadParser.maxSpareBytes) + "\r\n\r\n"
+        do {
+            let released = try #require(next(&parser, large))
+            #expect(released.bytes.count > HeadParser.maxSpareBytes)
+        }
+        let b = try #require(next(&parser, second))
+        #expect(b.bytes.capacity < HeadParser.maxSpareBytes, "an idle connection does not hold a large head's memory")
+        #expect(String(decoding: b.bytes, as: UTF8.self) == second)
+    }
+}

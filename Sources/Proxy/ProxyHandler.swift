@@ -279,59 +279,68 @@ public final class ProxyHandler: HTTPHandler {
     private func forward(_ request: Request, account: ServedAccount, path: RequestPath, requestID: [UInt8],
                          context: LoopContext, responder: Responder) {
         let head = request.head
-        // One buffer of NUL-terminated lines, built in one pass over the
-        // head's bytes (slices of the head would retain its buffer each).
-        var lines: [UInt8] = []
-        lines.reserveCapacity(head.bytes.count + request.clientAddress.utf8.count + 160)
-        var sawTier = false
-        var sawIdempotencyKey = false
-        head.bytes.withUnsafeBufferPointer { bytes in
-            var forwardedFor: [Range<Int>] = []
-            for field in head.fields {
-                if head.isHopByHop(field) { continue }
-                switch field.kind {
-                case .host, .contentLength, .authorization, .impTokenHeader, .expect, .requestID:
-                    continue
-                case .forwardedFor:
-                    forwardedFor.append(field.value)
-                    continue
-                case .tier: sawTier = true
-                case .idempotencyKey: sawIdempotencyKey = true
-                default: break
-                }
-                lines.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[field.name]))
-                lines.append(ASCII.colon)
-                if !field.value.isEmpty {
-                    lines.append(ASCII.space)
-                    lines.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[field.value]))
-                }
-                lines.append(0)
-            }
-            // The client's X-Forwarded-For values, in order, then the client.
-            lines.append(literal: "X-Forwarded-For: ")
-            for value in forwardedFor {
-                lines.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[value]))
-                lines.append(literal: ", ")
-            }
-        }
-        var clientAddress = request.clientAddress
-        clientAddress.withUTF8 { lines.append(contentsOf: $0) }
-        lines.append(0)
-        lines.append(literal: "X-Request-Id: ")
-        lines.append(contentsOf: requestID)
-        lines.append(0)
-        if let tierLine = account.tierLine, !sawTier {
-            lines.append(contentsOf: tierLine)
-            lines.append(0)
-        }
         let method = head.method
         let paymentCall = method == .post || method == .put || method == .patch || method == .delete
-        if account.api == .v2 && paymentCall && !sawIdempotencyKey {
-            // The API answers a repeated key with the first answer, so the
-            // request may be re-sent once if its connection fails.
-            IdempotencyKey.appendNewLine(to: &lines)
-            lines.append(0)
-            sawIdempotencyKey = true
+        // A V2 payment call without a key of its own gets one: the API
+        // answers a repeated key with the first answer, so the request may
+        // be re-sent once if its connection fails.
+        let mayAddKey = account.api == .v2 && paymentCall
+        var clientAddress = request.clientAddress
+        let tierLine = account.tierLine
+        // One buffer of NUL-terminated lines, written in one pass over the
+        // head's bytes (slices of the head would retain its buffer each)
+        // into room reserved for the most it can take: a field's line is
+        // never longer than it was in the head (`name: value` and a NUL
+        // against `name:` OWS value OWS CRLF), and an X-Forwarded-For value
+        // and its `, ` never longer than its line.
+        let room = head.bytes.count + 18 + clientAddress.utf8.count + 1 + 14 + requestID.count + 1
+            + (tierLine.map { $0.count + 1 } ?? 0) + (mayAddKey ? IdempotencyKey.lineBytes + 1 : 0)
+        var sawIdempotencyKey = false
+        let lines = bytesWritten(capacity: room) { out in
+            var sawTier = false
+            head.bytes.withUnsafeBytes { bytes in
+                var forwardedFor: [Range<Int>] = []
+                for field in head.fields {
+                    if head.isHopByHop(field) { continue }
+                    switch field.kind {
+                    case .host, .contentLength, .authorization, .impTokenHeader, .expect, .requestID:
+                        continue
+                    case .forwardedFor:
+                        forwardedFor.append(field.value)
+                        continue
+                    case .tier: sawTier = true
+                    case .idempotencyKey: sawIdempotencyKey = true
+                    default: break
+                    }
+                    out.put(UnsafeRawBufferPointer(rebasing: bytes[field.name]))
+                    out.put(ASCII.colon)
+                    if !field.value.isEmpty {
+                        out.put(ASCII.space)
+                        out.put(UnsafeRawBufferPointer(rebasing: bytes[field.value]))
+                    }
+                    out.put(0)
+                }
+                // The client's X-Forwarded-For values, in order, then the client.
+                out.put("X-Forwarded-For: " as StaticString)
+                for value in forwardedFor {
+                    out.put(UnsafeRawBufferPointer(rebasing: bytes[value]))
+                    out.put(", " as StaticString)
+                }
+            }
+            clientAddress.withUTF8 { out.put(UnsafeRawBufferPointer($0)) }
+            out.put(0)
+            out.put("X-Request-Id: " as StaticString)
+            requestID.withUnsafeBytes { out.put($0) }
+            out.put(0)
+            if let tierLine, !sawTier {
+                tierLine.withUnsafeBytes { out.put($0) }
+                out.put(0)
+            }
+            if mayAddKey && !sawIdempotencyKey {
+                IdempotencyKey.putNewLine(into: &out)
+                out.put(0)
+                sawIdempotencyKey = true
+            }
         }
 
         let sendsBody = head.framing != .none || method == .post || method == .put || method == .patch

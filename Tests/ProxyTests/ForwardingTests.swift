@@ -47,6 +47,25 @@ import Testing
         #expect(seen.headers.values("X-Custom") == ["a"])
     }
 
+    /// The forwarded lines are written into room reserved from the head's
+    /// size: a head of the most fields allowed, each as short as a line can
+    /// be (no space after the colon, empty values, empty X-Forwarded-For
+    /// lines), is forwarded whole.
+    @Test func aHeadOfTheShortestLinesIsForwardedWhole() throws {
+        let h = try Harness()
+        defer { h.stop() }
+        var head = "GET /echo/x HTTP/1.1\r\nHost: proxy.local\r\n"
+        for n in 0..<45 { head += "X\(n):v\r\n" }
+        for n in 0..<45 { head += "E\(n):\r\n" }
+        for _ in 0..<8 { head += "X-Forwarded-For:\r\n" }
+        let answer = try h.raw(head + "\r\n")
+        #expect(answer.status == 200)
+        let seen = try #require(Harness.echoed(answer))
+        #expect(seen.headers.values("X44") == ["v"])
+        #expect(seen.headers.values("E44") == [""])
+        #expect(seen.headers.values("X-Forwarded-For") == [String(repeating: ", ", count: 8) + "127.0.0.1"])
+    }
+
     @Test func requestIDIsGeneratedForwardedAndReturned() throws {
         let h = try Harness()
         defer { h.stop() }

@@ -14,6 +14,10 @@ public struct Response: Sendable {
     /// `declaredLength` as its Content-Length when known, otherwise chunked
     /// to an HTTP/1.1 client and ended by the close for an HTTP/1.0 one.
     public var streamed = false
+    /// An `X-Request-Id` written after the header block by the serializer.
+    /// A relayed answer's block is shared with the upstream's answer, so a
+    /// line appended to it would copy the whole block first.
+    public var requestID: [UInt8]?
 
     public init(status: Int, reason: [UInt8]? = nil, headerBlock: [UInt8] = [], body: [UInt8] = []) {
         self.status = status

@@ -22,7 +22,7 @@ public enum ResponseSerializer {
         var written = WrittenHead(closes: !keepAlive)
         // Status line, the block, one framing line and one connection line at most, the blank line.
         let reasonBytes = response.reason?.count ?? reasonPhrase(response.status).utf8CodeUnitCount
-        let room = 16 + reasonBytes + response.headerBlock.count + 96
+        let room = 16 + reasonBytes + response.headerBlock.count + (response.requestID.map { $0.count + 16 } ?? 0) + 96
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: room) { buffer in
             var head = ByteCursor(buffer)
             head.put("HTTP/1.1 " as StaticString)
@@ -38,6 +38,11 @@ public enum ResponseSerializer {
             }
             head.put("\r\n" as StaticString)
             head.put(response.headerBlock)
+            if let requestID = response.requestID {
+                head.put("X-Request-Id: " as StaticString)
+                head.put(requestID)
+                head.put("\r\n" as StaticString)
+            }
             if !Response.statusHasNoBody(response.status) {
                 if requestMethod == .head {
                     // The length a GET would have: declared by the origin, or that of

@@ -423,7 +423,7 @@ public final class ProxyHandler: HTTPHandler {
         var response = Response(status: answer.status, reason: answer.reason, headerBlock: answer.headerBlock,
                                 body: answer.body)
         response.declaredLength = answer.declaredLength
-        response.addHeader("X-Request-Id", bytes: exchange.requestID)
+        response.requestID = exchange.requestID
         if exchange.replayed { response.addHeader("X-Iamport-Proxy-Replayed", "1") }
         response.streamed = answer.stream != nil
         finish(exchange, response, upstreamStatus: answer.status, context: context, streamingFrom: answer.stream)

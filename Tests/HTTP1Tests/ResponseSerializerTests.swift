@@ -37,6 +37,20 @@ import Testing
         #expect(!written.sendsBody)
     }
 
+    /// A relayed answer's request ID is written after its block by the
+    /// serializer; the block itself (shared with the upstream's answer) is
+    /// left as it is.
+    @Test func theRequestIDFollowsTheHeaderBlock() {
+        let block = Array("Content-Type: application/json\r\nX-Other: 1\r\n".utf8)
+        var response = Response(status: 200, headerBlock: block, body: Array("{}".utf8))
+        response.requestID = Array("req-123".utf8)
+        #expect(head(response).0 == "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Other: 1\r\n"
+            + "X-Request-Id: req-123\r\nContent-Length: 2\r\n\r\n")
+        #expect(response.headerBlock == block)
+        response.requestID = nil
+        #expect(head(response).0 == "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Other: 1\r\nContent-Length: 2\r\n\r\n")
+    }
+
     @Test func chunkSizeLines() {
         for (count, line) in [(1, "1"), (15, "f"), (16, "10"), (65536, "10000"), (0x7fff_ffff, "7fffffff")] {
             var out: [UInt8] = []

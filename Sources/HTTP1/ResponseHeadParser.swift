@@ -58,13 +58,20 @@ public enum ResponseHeadParser {
         if end > maxHeadBytes { return .failure(.tooLarge(limit: maxHeadBytes)) }
         let raw = UnsafeRawBufferPointer(rebasing: bytes[0..<end])
         // The scan ended at a blank line, so the status line has its LF.
-        guard let statusEnd = statusLineEnd, var head = statusLine(raw, statusEnd - 2) else {
+        guard let statusEnd = statusLineEnd, let (minor, status, reason) = statusLine(raw, statusEnd - 2) else {
             return .failure(.malformedStatusLine)
         }
-        head.length = end
-        if let defect = HeadSyntax.parseFields(raw, from: statusEnd, maxCount: .max, into: &head.fields) {
+        // The fields parsed into an array of this function's own, then moved
+        // into the head: a head returned with its array and unwrapped here
+        // shared it, and the first field appended copied it.
+        var fields: [HeaderField] = []
+        fields.reserveCapacity(16)
+        if let defect = HeadSyntax.parseFields(raw, from: statusEnd, maxCount: .max, into: &fields) {
             return .failure(.malformedField(defect))
         }
+        var head = UpstreamHead(
+            minorVersion: minor, status: status, reason: reason, fields: fields, contentLength: nil,
+            chunked: false, closes: false, connection: ConnectionOptions(), length: end)
         var transferEncoding = false
         for field in head.fields {
             switch field.kind {
@@ -92,7 +99,7 @@ public enum ResponseHeadParser {
 
     /// `HTTP/1.x SSS reason` up to the CR at `end`; the reason and the space
     /// before it may be missing.
-    private static func statusLine(_ b: UnsafeRawBufferPointer, _ end: Int) -> UpstreamHead? {
+    private static func statusLine(_ b: UnsafeRawBufferPointer, _ end: Int) -> (minor: Int, status: Int, reason: Range<Int>)? {
         guard end >= 12, let (major, minor) = HeadSyntax.version(b, at: 0, limit: end), major == 1, minor <= 1,
             b[8] == ASCII.space, let status = ASCII.decimal(b[9..<12]), status >= 100
         else { return nil }
@@ -102,10 +109,6 @@ public enum ResponseHeadParser {
             for i in 13..<end where !ASCII.isFieldValueChar[Int(b[i])] { return nil }
             reason = 13..<end
         }
-        var fields: [HeaderField] = []
-        fields.reserveCapacity(16)
-        return UpstreamHead(
-            minorVersion: minor, status: status, reason: reason, fields: fields, contentLength: nil,
-            chunked: false, closes: false, connection: ConnectionOptions(), length: 0)
+        return (minor, status, reason)
     }
 }

@@ -105,12 +105,12 @@ public struct HeadParser: Sendable {
             bytes = [UInt8](raw)
         }
         return bytes.withUnsafeBufferPointer { buf in
-            parseHead(buf, bytes: bytes, fields: fields, limits: limits, reusing: spare)
+            parseHead(buf, bytes: bytes, fields: &fields, limits: limits, reusing: spare)
         }
     }
 
     private static func parseHead(
-        _ buf: UnsafeBufferPointer<UInt8>, bytes: [UInt8], fields: consuming [HeaderField], limits: Limits,
+        _ buf: UnsafeBufferPointer<UInt8>, bytes: [UInt8], fields: inout [HeaderField], limits: Limits,
         reusing spare: RequestHead.Storage?
     ) -> Result<RequestHead, HTTPError> {
         let raw = UnsafeRawBufferPointer(buf)

@@ -85,16 +85,14 @@ enum HeadSyntax {
                     i += 1
                     while i < n && ASCII.isOWS(head[i]) { i += 1 }
                     let valueStart = i
-                    // The line's CR (the scan saw one before every LF), then
-                    // the value's bytes checked up to it and its trailing
-                    // whitespace trimmed from the end.
-                    let lineEnd = i < n
-                        ? memchr(base + i, Int32(ASCII.cr), n - i).map { base.distance(to: UnsafeRawPointer($0)) } ?? n
-                        : n
-                    // Eight bytes at a time while none is below 0x20 or DEL;
-                    // from a word with one (a tab, or a byte refused) on,
-                    // byte by byte through the table.
-                    while i &+ 8 <= lineEnd {
+                    // The value's bytes are checked up to the line's CR,
+                    // which ends it (the scan saw a CR before every LF, and
+                    // no CR elsewhere), in one pass that also finds the CR:
+                    // eight bytes at a time while none is below 0x20 or DEL
+                    // (reading on past the line is reading the head), then
+                    // from the word with one (the CR, a tab, or a byte
+                    // refused) byte by byte through the table.
+                    while i &+ 8 <= n {
                         let word = (base + i).loadUnaligned(as: UInt64.self)
                         let control = (word &- 0x2020_2020_2020_2020) & ~word & 0x8080_8080_8080_8080
                         let notDEL = word ^ 0x7F7F_7F7F_7F7F_7F7F
@@ -102,10 +100,11 @@ enum HeadSyntax {
                         if control | del != 0 { break }
                         i &+= 8
                     }
-                    while i < lineEnd {
+                    while i < n && head[i] != ASCII.cr {
                         guard isFieldValueChar[Int(head[i])] else { return .controlCharacter }
                         i += 1
                     }
+                    let lineEnd = i
                     var valueEnd = lineEnd
                     while valueEnd > valueStart && ASCII.isOWS(head[valueEnd - 1]) { valueEnd -= 1 }
                     i += 2  // CRLF, checked by the scan

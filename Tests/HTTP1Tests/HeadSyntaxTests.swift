@@ -206,8 +206,9 @@ struct HeadSyntaxTests {
         }
     }
 
-    /// The field lines are read with memchr for each line's CR; this is
-    /// the byte-at-a-time reading they must agree with, fields and defects.
+    /// The field values are checked eight bytes at a time, the line's CR
+    /// found in the same pass; this is the byte-at-a-time reading they must
+    /// agree with, fields and defects.
     @Test func fieldLinesAgreeWithAByteAtATimeReading() {
         func reference(_ head: [UInt8], maxCount: Int, into fields: inout [HeaderField]) -> FieldLineDefect? {
             let n = head.count

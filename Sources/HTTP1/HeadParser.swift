@@ -23,7 +23,8 @@ public struct HeadParser: Sendable {
     /// cost no allocation (three, and their frees, a request otherwise).
     private var spare: RequestHead.Storage?
     /// A box whose bytes outgrew this is not kept: an idle connection holds
-    /// at most about this much for its next head.
+    /// at most about this much for its next head (and its fields, at most
+    /// the field limit's worth).
     static let maxSpareBytes = 4096
 
     public init(limits: Limits) {
